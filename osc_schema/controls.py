@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 CHROMA_PROMPT_DEFAULTS: tuple[str, ...] = (
     "crimson red nebula",
@@ -27,7 +28,7 @@ CHROMA_PROMPT_DEFAULTS: tuple[str, ...] = (
 )
 
 
-def _osc(address: str, unit: str = "", access: str = "rw") -> dict[str, str]:
+def _osc(address: str, unit: str = "", access: str = "rw") -> JsonDict:
     return {"osc": address, "unit": unit, "access": access}
 
 
