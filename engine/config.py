@@ -218,7 +218,7 @@ class PipelineConfig(_Section):
     def with_overrides(self, overrides: Mapping[str, Any] | Iterable[str]) -> PipelineConfig:
         """A copy with dotted-key overrides applied (``{"inference.width": 768}`` or ``["inference.width=768"]``)."""
         data = self.model_dump()
-        for key, value in _parse_overrides(overrides).items():
+        for key, value in parse_overrides(overrides).items():
             _set_dotted(data, key, value)
         return _validate(data, source="overrides")
 
@@ -278,23 +278,30 @@ def load_config(
     A TOML file may name a preset itself at top level (``preset = "fast"``); the file's sections
     then refine it. Errors name the file and the field.
     """
-    data: dict[str, Any] = {}
-    source = "defaults"
-    file_data: dict[str, Any] = {}
-    if path is not None:
-        file_data = read_toml(path)
-        source = str(path)
-        file_preset = file_data.pop("preset", None)
-        if preset is None and file_preset is not None:
-            if not isinstance(file_preset, str):
-                raise ConfigError(f"{path}: preset must be a string, got {file_preset!r}")
-            preset = file_preset
-    if preset is not None:
-        data = preset_values(preset)
-    _merge(data, file_data)
-    for key, value in _parse_overrides(overrides).items():
-        _set_dotted(data, key, value)
-    return _validate(data, source=source)
+    file_data = read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    return config_from_data(file_data, source=source, preset=preset, overrides=overrides)
+
+
+def config_from_data(
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    preset: str | None = None,
+    overrides: Mapping[str, Any] | Iterable[str] = (),
+) -> PipelineConfig:
+    """Like :func:`load_config` for data already read (``source`` names it in errors)."""
+    file_data = dict(data)
+    file_preset = file_data.pop("preset", None)
+    if preset is None and file_preset is not None:
+        if not isinstance(file_preset, str):
+            raise ConfigError(f"{source}: preset must be a string, got {file_preset!r}")
+        preset = file_preset
+    merged: dict[str, Any] = preset_values(preset) if preset is not None else {}
+    _merge(merged, file_data)
+    for key, value in parse_overrides(overrides).items():
+        _set_dotted(merged, key, value)
+    return _validate(merged, source=source)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -332,7 +339,7 @@ def format_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _parse_overrides(overrides: Mapping[str, Any] | Iterable[str]) -> dict[str, Any]:
+def parse_overrides(overrides: Mapping[str, Any] | Iterable[str]) -> dict[str, Any]:
     if isinstance(overrides, Mapping):
         return {str(k): v for k, v in overrides.items()}
     parsed: dict[str, Any] = {}

@@ -1,0 +1,258 @@
+"""The headless real-time loop: pace frames to the music clock, publish them, listen to OSC.
+
+The frame shown at time t uses the music at t: when the source is a file the renderer looks ahead
+by its own measured latency. When rendering is slower than real time the loop jumps to the frame
+the clock asks for: frames are dropped (and counted), never queued up. SIGINT and SIGTERM set an
+event that the loop checks between frames, so the daemon stops within one frame's time, closes
+its outputs and releases shared memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bridge.music import FileMusic, LiveMusic, MusicSource
+from bridge.osc.feedback import FeedbackSender
+from bridge.osc.oscquery import OscQueryServer
+from bridge.osc.server import OscServer
+from bridge.outputs.base import OutputGroup, create_output
+from engine.config import PipelineConfig
+from engine.controls import ControlStore
+from engine.diffusion.base import create_pipeline
+from engine.diffusion.stream import StreamDiffusionPipeline
+from engine.errors import ConfigError
+from engine.profiling.profiler import get_profiler
+from engine.render import Conductor, controls_from_config
+
+log = logging.getLogger(__name__)
+
+
+def parse_host_port(spec: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT`` for localhost) as a tuple; ConfigError names the spec."""
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"feedback target {spec!r} must look like HOST:PORT (port 1-65535)")
+    return (host or "127.0.0.1", int(port))
+
+
+class RunOptions(BaseModel):
+    """What `hamba run` does beyond the engine's configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio: Path | None = Field(None, description="audio file to play and react to")
+    live: bool = Field(False, description="react to a live input instead of a file")
+    live_device: str | int | None = Field(None, description="live input device (name or index)")
+    outputs: list[str] = Field(default_factory=lambda: ["auto"], description="output specs")
+    name: str = Field("hambaMetal", min_length=1, description="Syphon/Spout/NDI/shm name")
+    osc_host: str = Field("0.0.0.0", description="address the OSC server listens on")
+    osc_port: int = Field(9000, ge=0, le=65535, description="OSC UDP (and TCP) port")
+    oscquery_port: int | None = Field(9001, ge=0, le=65535, description="OSCQuery HTTP port")
+    feedback: list[str] = Field(default_factory=list, description="HOST:PORT feedback targets")
+    duration: float | None = Field(None, gt=0, description="stop after this many seconds")
+    loop: bool = Field(False, description="loop the audio file")
+    audible: bool = Field(False, description="play the file through the speakers")
+    preset: str | None = Field(None, description="initial preset")
+    status_interval: float = Field(0.5, gt=0, description="seconds between status lines")
+
+    @field_validator("feedback")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            parse_host_port(spec)
+        return value
+
+
+@dataclass
+class RunStats:
+    """Counters of a run, read by the status line and at exit."""
+
+    frames: int = 0
+    dropped: int = 0
+    held: int = 0
+    render_ms: float = 0.0
+    fps: float = 0.0
+    last_index: int = -1
+    started: float = field(default_factory=time.monotonic)
+
+
+class Daemon:
+    """Owns the engine, the music source, the outputs and the OSC services for one run."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        options: RunOptions,
+        *,
+        status_stream: TextIO | None = None,
+    ) -> None:
+        if options.audio is None and not options.live:
+            raise ConfigError("hamba run needs --audio FILE or --live [DEVICE]")
+        self.config = config
+        self.options = options
+        self.stats = RunStats()
+        self.stop_event = threading.Event()
+        self._status_stream = status_stream if status_stream is not None else sys.stderr
+        self.controls = ControlStore(controls_from_config(config, options.preset))
+        self._music: MusicSource | None = None
+        self._outputs: OutputGroup | None = None
+        self._osc: OscServer | None = None
+        self._oscquery: OscQueryServer | None = None
+        self._feedback: FeedbackSender | None = None
+        self._conductor: Conductor | None = None
+
+    # -- set-up and tear-down ------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Load the model, open the music source, outputs and OSC services (may raise HambaError)."""
+        config = self.config
+        opts = self.options
+        if opts.live:
+            self._music = LiveMusic(opts.live_device, config.audio)
+        else:
+            assert opts.audio is not None
+            self._music = FileMusic(opts.audio, config.audio, loop=opts.loop, audible=opts.audible)
+        log.info("music: %s", self._music.description)
+
+        base = create_pipeline(config.diffusion, config.inference)
+        if base.is_untrained:
+            log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
+        else:
+            log.info("model: %s on %s (%s)", base.model_label, base.device, base.dtype)
+        stream = StreamDiffusionPipeline(base, config.stream)
+        self._conductor = Conductor(stream, config, self.controls)
+
+        publishers = [
+            create_output(spec, name=opts.name, audio_path=opts.audio) for spec in opts.outputs
+        ]
+        self._outputs = OutputGroup(publishers)
+        self._outputs.open(config.inference.width, config.inference.height, config.audio.fps)
+        log.info("outputs: %s", ", ".join(p.name for p in publishers))
+
+        self._feedback = FeedbackSender([parse_host_port(t) for t in opts.feedback])
+        self._osc = OscServer(self.controls, opts.osc_host, opts.osc_port, feedback=self._feedback)
+        self._osc.start()
+        log.info("osc: listening on %s:%d", opts.osc_host, self._osc.port)
+        if opts.oscquery_port is not None:
+            self._oscquery = OscQueryServer(
+                self.controls,
+                host=opts.osc_host,
+                http_port=opts.oscquery_port,
+                osc_port=self._osc.port,
+                name=opts.name,
+            )
+            self._oscquery.start()
+            log.info("oscquery: http://%s:%d/", opts.osc_host, self._oscquery.http_port)
+
+    def close(self) -> None:
+        """Stop everything that was started, in reverse order; safe to call twice."""
+        for closer in (self._oscquery, self._osc):
+            if closer is not None:
+                closer.stop()
+        self._oscquery = self._osc = None
+        if self._outputs is not None:
+            self._outputs.close()
+            self._outputs = None
+        if self._music is not None:
+            self._music.stop()
+            self._music = None
+        profiling = self.config.profiling
+        if profiling.enabled and profiling.export_path is not None:
+            get_profiler().export_json(profiling.export_path)
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT and SIGTERM stop the loop cleanly (main thread only)."""
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> RunStats:
+        """Set up, loop until stopped (signal, duration, end of file), then close."""
+        try:
+            self.setup()
+            self._loop()
+        finally:
+            self.close()
+        return self.stats
+
+    def _loop(self) -> None:
+        assert self._music is not None and self._conductor is not None
+        assert self._outputs is not None and self._feedback is not None
+        music, conductor, outputs, feedback = self._music, self._conductor, self._outputs, self._feedback
+        fps = self.config.audio.fps
+        period = 1.0 / fps
+        duration = self.options.duration
+        stats = self.stats
+        latency = 0.0  # running estimate of render time, for look-ahead
+        fps_window: list[float] = []
+        next_status = time.monotonic() + self.options.status_interval
+        music.start()
+        stats.started = time.monotonic()
+        while not self.stop_event.is_set():
+            now = music.clock()
+            if (duration is not None and now >= duration) or music.finished():
+                break
+            ahead = latency if music.can_look_ahead else 0.0
+            index = int((now + ahead) * fps)
+            if index <= stats.last_index:
+                # too early for the next frame: sleep until it is due (less the look-ahead)
+                due = (stats.last_index + 1) * period - ahead
+                self.stop_event.wait(max(0.0, min(due - now, period)))
+                continue
+            if stats.last_index >= 0:
+                stats.dropped += index - stats.last_index - 1
+            started = time.perf_counter()
+            state = music.state_at(index, index * period)
+            frame = conductor.render(state, index)
+            outputs.publish(frame.image, frame.index, frame.time)
+            elapsed = time.perf_counter() - started
+            latency = elapsed if stats.frames == 0 else 0.8 * latency + 0.2 * elapsed
+            stats.frames += 1
+            stats.last_index = index
+            stats.render_ms = elapsed * 1000.0
+            stats.held = conductor.frames_held
+            wall = time.monotonic()
+            fps_window.append(wall)
+            while fps_window and wall - fps_window[0] > 1.0:
+                fps_window.pop(0)
+            stats.fps = len(fps_window) / max(wall - fps_window[0], 1e-3) if len(fps_window) > 1 else 0.0
+            feedback.send_frame(state, fps=stats.fps, frame=index)
+            if wall >= next_status:
+                self._print_status(state.beat_count, state.tempo)
+                next_status = wall + self.options.status_interval
+        self._print_status(final=True)
+
+    def _print_status(self, beat: int = 0, tempo: float = 0.0, *, final: bool = False) -> None:
+        stats = self.stats
+        prompt = self.controls.values.prompt
+        short = prompt if len(prompt) <= 40 else prompt[:37] + "..."
+        line = (
+            f"fps {stats.fps:5.1f} | render {stats.render_ms:6.1f} ms | frames {stats.frames}"
+            f" | drops {stats.dropped} | beat {beat} | {tempo:5.1f} BPM"
+            f"{' | paused' if self.controls.values.pause else ''} | {short!r}"
+        )
+        stream = self._status_stream
+        if final:
+            outputs = self._outputs.stats() if self._outputs is not None else {}
+            log.info("done: %d frames, %d dropped, outputs %s", stats.frames, stats.dropped, outputs)
+        elif stream.isatty():
+            stream.write("\r" + line[:160].ljust(120))
+            stream.flush()
+        else:
+            log.info("%s", line)

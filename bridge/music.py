@@ -1,0 +1,153 @@
+"""Music for the daemon: what the music is at wall-clock time t, from a file or a live input.
+
+A file is analysed offline once (cached), then read against a monotonic clock that starts when
+playback starts, so the frame shown at t uses the music at t and the renderer may look ahead by
+its own latency. Live input is captured by PortAudio and analysed block by block on a thread of
+its own; the render loop only reads the latest state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from engine.audio.analyzer import AudioAnalyzer
+from engine.audio.live import FileAudioSource, LiveAudioSource
+from engine.audio.streaming import StreamingAnalyzer
+from engine.audio.types import AudioFeatures, MusicState
+from engine.config import AudioConfig
+
+log = logging.getLogger(__name__)
+
+
+class MusicSource(Protocol):
+    """Where the daemon gets the music from."""
+
+    description: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def clock(self) -> float:
+        """Seconds of music since the start (wraps when looping)."""
+        ...
+
+    def state_at(self, index: int, time_s: float) -> MusicState:
+        """The music at video frame ``index`` / time ``time_s`` (seconds since the start)."""
+        ...
+
+    def finished(self) -> bool:
+        """True once a non-looping file has played to its end."""
+        ...
+
+    @property
+    def can_look_ahead(self) -> bool:
+        """Whether future music is known (a file) so render latency can be compensated."""
+        ...
+
+
+class FileMusic:
+    """A song analysed up front and played against the clock (audibly when asked)."""
+
+    def __init__(
+        self, path: Path, config: AudioConfig, *, loop: bool = False, audible: bool = False
+    ) -> None:
+        self.path = path
+        self.features: AudioFeatures = AudioAnalyzer(config).analyze(path)
+        self.loop = loop
+        self._config = config
+        self._audible = audible
+        self._player: FileAudioSource | None = None
+        self._start = 0.0
+        self.description = f"file {path.name} ({self.features.duration:.1f} s, {self.features.tempo:.0f} BPM)"
+
+    @property
+    def can_look_ahead(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        if self._audible:
+            self._player = FileAudioSource(
+                self.path,
+                sample_rate=self._config.sample_rate,
+                block_size=self._config.block_size,
+                realtime=True,
+                audible=True,
+                loop=self.loop,
+            )
+            self._player.start()
+        self._start = time.monotonic()
+
+    def stop(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+            self._player = None
+
+    def clock(self) -> float:
+        return time.monotonic() - self._start
+
+    def finished(self) -> bool:
+        return not self.loop and self.clock() >= self.features.duration
+
+    def state_at(self, index: int, time_s: float) -> MusicState:
+        n = self.features.num_frames
+        local = int(time_s * self.features.fps)
+        local = local % n if self.loop else min(max(local, 0), n - 1)
+        return dataclasses.replace(self.features.state_at_frame(local), frame=index, time=time_s)
+
+
+class LiveMusic:
+    """Live capture with streaming analysis on its own thread."""
+
+    def __init__(self, device: str | int | None, config: AudioConfig) -> None:
+        self._source = LiveAudioSource(
+            device=device,
+            sample_rate=config.sample_rate,
+            block_size=config.block_size,
+            channels=config.channels,
+        )
+        self._analyzer = StreamingAnalyzer(config, config.sample_rate)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+        self.description = f"live input {device if device is not None else '(default)'}"
+
+    @property
+    def can_look_ahead(self) -> bool:
+        return False
+
+    def start(self) -> None:
+        self._source.start()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._analyse, name="hamba-analysis", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._source.stop()
+
+    def clock(self) -> float:
+        return time.monotonic() - self._start
+
+    def finished(self) -> bool:
+        return False
+
+    def state_at(self, index: int, time_s: float) -> MusicState:
+        return dataclasses.replace(self._analyzer.latest(), frame=index, time=time_s)
+
+    def _analyse(self) -> None:
+        while not self._stop.is_set():
+            block = self._source.read(timeout=0.1)
+            if block is None or block.size == 0:
+                continue
+            mono = block if block.ndim == 1 else np.mean(block, axis=1, dtype=np.float32)
+            self._analyzer.push(mono)

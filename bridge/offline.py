@@ -1,0 +1,97 @@
+"""Offline renders: songs to mp4 files with their audio muxed in, with a progress bar.
+
+Nothing is dropped offline: every frame of the song is rendered, in order, and written through
+the video output directly (no real-time queue). A render goes to a ``.partial.mp4`` file first
+and takes its final name only when complete, so an interrupted render never leaves a file that
+looks finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bridge.outputs.base import create_output
+from engine.audio.analyzer import AudioAnalyzer
+from engine.config import PipelineConfig
+from engine.diffusion.base import create_pipeline
+from engine.diffusion.stream import StreamDiffusionPipeline
+from engine.errors import AudioError, ConfigError, OutputError
+from engine.render import Conductor
+
+log = logging.getLogger(__name__)
+
+
+def plan_outputs(files: Sequence[Path], out: Path) -> list[Path]:
+    """Where each song's video goes: ``out`` itself for one song to an .mp4, else ``out/NAME.mp4``."""
+    for file in files:
+        if not file.is_file():
+            raise AudioError(f"audio file not found: {file}")
+    if out.suffix.lower() == ".mp4":
+        if len(files) != 1:
+            raise ConfigError(f"{len(files)} songs need a folder for -o, not the file {out}")
+        targets = [out]
+    else:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"output {out} exists and is not a folder")
+        stems = [f.stem for f in files]
+        if len(set(stems)) != len(stems):
+            raise ConfigError("two songs share a name; their videos would overwrite each other")
+        targets = [out / f"{stem}.mp4" for stem in stems]
+    for target in targets:
+        _check_writable(target.parent)
+    return targets
+
+
+def _check_writable(folder: Path) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise OutputError(f"cannot write to {folder}: {probe} is not a writable folder")
+
+
+def render_songs(
+    config: PipelineConfig,
+    files: Sequence[Path],
+    out: Path,
+    *,
+    progress: bool = True,
+) -> list[Path]:
+    """Render each song to an mp4 with its audio; returns the written paths."""
+    targets = plan_outputs(files, out)
+    analyzer = AudioAnalyzer(config.audio)
+    base = create_pipeline(config.diffusion, config.inference)
+    if base.is_untrained:
+        log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
+    conductor = Conductor(StreamDiffusionPipeline(base, config.stream), config)
+    width, height, fps = config.inference.width, config.inference.height, config.audio.fps
+    written = []
+    for file, target in zip(files, targets, strict=True):
+        features = analyzer.analyze(file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.stem + ".partial.mp4")
+        writer = create_output(f"file:{partial}", audio_path=file)
+        writer.open(width, height, fps)
+        try:
+            with tqdm(
+                total=features.num_frames,
+                unit="frame",
+                desc=file.name,
+                disable=not progress,
+                dynamic_ncols=True,
+            ) as bar:
+                for frame in conductor.render_features(features, progress=bar.update):
+                    writer.publish(frame.image, frame.index, frame.time)
+        except BaseException:
+            writer.close()
+            partial.unlink(missing_ok=True)
+            raise
+        writer.close()
+        partial.replace(target)
+        written.append(target)
+    return written
