@@ -22,7 +22,9 @@ BENCHMARKS: dict[str, str] = {
 def _checkout_root() -> Path:
     root = Path(__file__).resolve().parent.parent
     if not (root / "benchmarks").is_dir():
-        raise ConfigError(f"benchmarks/ not found next to {root}: run hamba bench from a source checkout")
+        raise ConfigError(
+            f"benchmarks/ not found next to {root}: run hamba bench from a source checkout"
+        )
     return root
 
 
@@ -30,7 +32,9 @@ def run_benchmarks(names: Sequence[str] = ()) -> int:
     """Run the named benchmarks (all by default); returns the worst exit code."""
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        raise ConfigError(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}")
+        raise ConfigError(
+            f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}"
+        )
     root = str(_checkout_root())
     if root not in sys.path:
         sys.path.insert(0, root)

@@ -37,7 +37,9 @@ _ENGINE_FLAGS: dict[str, str] = {
 def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument("--config", type=Path, help="TOML configuration file (flags win over it)")
-    group.add_argument("--preset", choices=["fast", "balanced", "quality"], help="speed/quality preset")
+    group.add_argument(
+        "--preset", choices=["fast", "balanced", "quality"], help="speed/quality preset"
+    )
     group.add_argument(
         "--model",
         help='"tiny" (built-in, untrained), a local folder, a .safetensors file or a hub id '
@@ -66,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hamba", description="hambaMetal: music-reactive diffusion visuals for VJs."
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -74,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = run.add_mutually_exclusive_group()
     source.add_argument("--audio", type=Path, help="audio file to react to")
     source.add_argument(
-        "--live", nargs="?", const="", default=None, metavar="DEVICE", help="live input (name or index)"
+        "--live",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DEVICE",
+        help="live input (name or index)",
     )
     run.add_argument(
         "--output",
@@ -137,7 +146,7 @@ def engine_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.daemon import Daemon, RunOptions
+    from bridge.options import RunOptions
 
     config, run_table = engine_config(args)
     options: dict[str, Any] = dict(run_table)
@@ -169,6 +178,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from engine.errors import AudioError
 
         raise AudioError(f"audio file not found: {run_options.audio}")
+    from bridge.daemon import Daemon
+
     daemon = Daemon(config, run_options)
     daemon.install_signal_handlers()
     stats = daemon.run()

@@ -15,62 +15,25 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from engine.diffusion.base import create_pipeline
+from engine.diffusion.stream import StreamDiffusionPipeline
+from engine.profiling.profiler import get_profiler
 
 from bridge.music import FileMusic, LiveMusic, MusicSource
+from bridge.options import RunOptions, parse_host_port
 from bridge.osc.feedback import FeedbackSender
 from bridge.osc.oscquery import OscQueryServer
 from bridge.osc.server import OscServer
 from bridge.outputs.base import OutputGroup, create_output
 from engine.config import PipelineConfig
 from engine.controls import ControlStore
-from engine.diffusion.base import create_pipeline
-from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import ConfigError
-from engine.profiling.profiler import get_profiler
 from engine.render import Conductor, controls_from_config
 
 log = logging.getLogger(__name__)
-
-
-def parse_host_port(spec: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``:PORT`` for localhost) as a tuple; ConfigError names the spec."""
-    host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"feedback target {spec!r} must look like HOST:PORT (port 1-65535)")
-    return (host or "127.0.0.1", int(port))
-
-
-class RunOptions(BaseModel):
-    """What `hamba run` does beyond the engine's configuration."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    audio: Path | None = Field(None, description="audio file to play and react to")
-    live: bool = Field(False, description="react to a live input instead of a file")
-    live_device: str | int | None = Field(None, description="live input device (name or index)")
-    outputs: list[str] = Field(default_factory=lambda: ["auto"], description="output specs")
-    name: str = Field("hambaMetal", min_length=1, description="Syphon/Spout/NDI/shm name")
-    osc_host: str = Field("0.0.0.0", description="address the OSC server listens on")
-    osc_port: int = Field(9000, ge=0, le=65535, description="OSC UDP (and TCP) port")
-    oscquery_port: int | None = Field(9001, ge=0, le=65535, description="OSCQuery HTTP port")
-    feedback: list[str] = Field(default_factory=list, description="HOST:PORT feedback targets")
-    duration: float | None = Field(None, gt=0, description="stop after this many seconds")
-    loop: bool = Field(False, description="loop the audio file")
-    audible: bool = Field(False, description="play the file through the speakers")
-    preset: str | None = Field(None, description="initial preset")
-    status_interval: float = Field(0.5, gt=0, description="seconds between status lines")
-
-    @field_validator("feedback")
-    @classmethod
-    def _targets(cls, value: list[str]) -> list[str]:
-        for spec in value:
-            parse_host_port(spec)
-        return value
 
 
 @dataclass
@@ -194,7 +157,12 @@ class Daemon:
     def _loop(self) -> None:
         assert self._music is not None and self._conductor is not None
         assert self._outputs is not None and self._feedback is not None
-        music, conductor, outputs, feedback = self._music, self._conductor, self._outputs, self._feedback
+        music, conductor, outputs, feedback = (
+            self._music,
+            self._conductor,
+            self._outputs,
+            self._feedback,
+        )
         fps = self.config.audio.fps
         period = 1.0 / fps
         duration = self.options.duration
@@ -231,7 +199,9 @@ class Daemon:
             fps_window.append(wall)
             while fps_window and wall - fps_window[0] > 1.0:
                 fps_window.pop(0)
-            stats.fps = len(fps_window) / max(wall - fps_window[0], 1e-3) if len(fps_window) > 1 else 0.0
+            stats.fps = (
+                len(fps_window) / max(wall - fps_window[0], 1e-3) if len(fps_window) > 1 else 0.0
+            )
             feedback.send_frame(state, fps=stats.fps, frame=index)
             if wall >= next_status:
                 self._print_status(state.beat_count, state.tempo)
@@ -250,7 +220,9 @@ class Daemon:
         stream = self._status_stream
         if final:
             outputs = self._outputs.stats() if self._outputs is not None else {}
-            log.info("done: %d frames, %d dropped, outputs %s", stats.frames, stats.dropped, outputs)
+            log.info(
+                "done: %d frames, %d dropped, outputs %s", stats.frames, stats.dropped, outputs
+            )
         elif stream.isatty():
             stream.write("\r" + line[:160].ljust(120))
             stream.flush()

@@ -10,8 +10,9 @@ from engine.errors import HambaError
 
 def describe_devices() -> str:
     """Audio inputs and the frame outputs that work on this machine, as text."""
-    from bridge.outputs.base import available_outputs
     from engine.audio.live import list_input_devices
+
+    from bridge.outputs.base import available_outputs
 
     lines = ["audio inputs:"]
     try:
@@ -53,7 +54,9 @@ def run_checks(*, model: str = "tiny", device: str = "auto") -> tuple[str, bool]
             InferenceConfig(height=size, width=size, num_inference_steps=1),
         )
         loaded = time.perf_counter() - started
-        lines.append(f"model    {pipe.model_label} on {pipe.device} ({pipe.dtype}), loaded in {loaded:.1f} s")
+        lines.append(
+            f"model    {pipe.model_label} on {pipe.device} ({pipe.dtype}), loaded in {loaded:.1f} s"
+        )
         latents = torch.randn(pipe.get_latent_shape(), device=pipe.device, dtype=pipe.dtype)
         embeds = pipe.encode_prompt("check")
         started = time.perf_counter()

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
 from engine.audio.analyzer import AudioAnalyzer
 from engine.audio.live import FileAudioSource, LiveAudioSource
 from engine.audio.streaming import StreamingAnalyzer
+
 from engine.audio.types import AudioFeatures, MusicState
 from engine.config import AudioConfig
 
@@ -66,7 +66,9 @@ class FileMusic:
         self._audible = audible
         self._player: FileAudioSource | None = None
         self._start = 0.0
-        self.description = f"file {path.name} ({self.features.duration:.1f} s, {self.features.tempo:.0f} BPM)"
+        self.description = (
+            f"file {path.name} ({self.features.duration:.1f} s, {self.features.tempo:.0f} BPM)"
+        )
 
     @property
     def can_look_ahead(self) -> bool:

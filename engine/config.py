@@ -66,7 +66,9 @@ class AudioConfig(_Section):
                 f"band_edges {self.band_edges} must rise inside (0, {self.sample_rate / 2}) Hz"
             )
         if self.n_fft < self.hop_length:
-            raise ValueError(f"n_fft ({self.n_fft}) must be at least hop_length ({self.hop_length})")
+            raise ValueError(
+                f"n_fft ({self.n_fft}) must be at least hop_length ({self.hop_length})"
+            )
         return self
 
 
@@ -84,7 +86,8 @@ class DiffusionConfig(_Section):
     use_tiny_vae: bool = Field(True, description="decode with TAESD (AutoencoderTiny)")
     tiny_vae: str = Field("madebyollin/taesd", description="TAESD folder or hub id")
     lora: str | None = Field(
-        None, description="accelerator LoRA fused at load (Hyper-SD, LCM-LoRA): file, folder or hub id"
+        None,
+        description="accelerator LoRA fused at load (Hyper-SD, LCM-LoRA): file, folder or hub id",
     )
     lora_scale: float = Field(1.0, ge=0, le=2, description="strength of the fused LoRA")
     scheduler: Literal["auto", "lcm", "tcd", "euler_ancestral"] = Field(
@@ -138,7 +141,9 @@ class StreamConfig(_Section):
     )
     enable_temporal_coherence: bool = Field(True, description="blend with the previous latent")
     enable_similarity_filter: bool = Field(False, description="skip near-identical inputs")
-    similarity_threshold: float = Field(0.98, ge=0, le=1, description="cosine similarity to skip at")
+    similarity_threshold: float = Field(
+        0.98, ge=0, le=1, description="cosine similarity to skip at"
+    )
     similarity_max_skip: int = Field(10, ge=0, description="never skip more frames in a row")
     img2img_feedback: bool = Field(False, description="previous frame as the init image")
     feedback_strength: float = Field(0.5, ge=0, le=1, description="img2img strength (music scales)")
@@ -149,9 +154,7 @@ class StreamConfig(_Section):
 class LatentConfig(_Section):
     """Music-synchronised latent walks."""
 
-    walk: Literal["beat_slerp", "energy", "circular"] = Field(
-        "beat_slerp", description="walk kind"
-    )
+    walk: Literal["beat_slerp", "energy", "circular"] = Field("beat_slerp", description="walk kind")
     seed: int = Field(42, ge=0, description="seed of the keyframe noises")
     beats_per_keyframe: int = Field(1, ge=1, le=64, description="beats between keyframes")
     energy_scale: float = Field(1.0, ge=0, le=10, description="how far energy pushes the walk")

@@ -37,6 +37,7 @@ def preset_controls(name: str) -> dict[str, Any]:
                 values[control] = value
     return values
 
+
 Listener = Callable[[LiveControls, frozenset[str]], None]
 
 
@@ -100,7 +101,9 @@ class ControlStore:
                 raise ControlError(f"{where}: {field} {message}") from None
             self._snapshot = ControlSnapshot(current.version + 1, new_values)
             listeners = list(self._listeners)
-        changed = frozenset(k for k in changes if getattr(current.values, k) != getattr(new_values, k))
+        changed = frozenset(
+            k for k in changes if getattr(current.values, k) != getattr(new_values, k)
+        )
         for listener in listeners:
             listener(new_values, changed)
         return new_values

@@ -1,0 +1,48 @@
+"""Options of `hamba run` beyond the engine's configuration (flags, or a config's [run] table).
+
+Kept free of heavy imports so the CLI validates them before torch loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from engine.errors import ConfigError
+
+
+def parse_host_port(spec: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT`` for localhost) as a tuple; ConfigError names the spec."""
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"feedback target {spec!r} must look like HOST:PORT (port 1-65535)")
+    return (host or "127.0.0.1", int(port))
+
+
+class RunOptions(BaseModel):
+    """What `hamba run` does beyond the engine's configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio: Path | None = Field(None, description="audio file to play and react to")
+    live: bool = Field(False, description="react to a live input instead of a file")
+    live_device: str | int | None = Field(None, description="live input device (name or index)")
+    outputs: list[str] = Field(default_factory=lambda: ["auto"], description="output specs")
+    name: str = Field("hambaMetal", min_length=1, description="Syphon/Spout/NDI/shm name")
+    osc_host: str = Field("0.0.0.0", description="address the OSC server listens on")
+    osc_port: int = Field(9000, ge=0, le=65535, description="OSC UDP (and TCP) port")
+    oscquery_port: int | None = Field(9001, ge=0, le=65535, description="OSCQuery HTTP port")
+    feedback: list[str] = Field(default_factory=list, description="HOST:PORT feedback targets")
+    duration: float | None = Field(None, gt=0, description="stop after this many seconds")
+    loop: bool = Field(False, description="loop the audio file")
+    audible: bool = Field(False, description="play the file through the speakers")
+    preset: str | None = Field(None, description="initial preset")
+    status_interval: float = Field(0.5, gt=0, description="seconds between status lines")
+
+    @field_validator("feedback")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            parse_host_port(spec)
+        return value
