@@ -1,0 +1,109 @@
+"""Bad input at the CLI: one clear line, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.bridge.cli_process import run_hamba
+
+
+@pytest.fixture(scope="module")
+def short_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("audio") / "short.wav"
+    sr = 22050
+    t = np.arange(sr * 2) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    return path
+
+
+@pytest.fixture
+def busy_udp_port() -> Iterator[int]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def assert_one_line_error(result: object, *needles: str) -> None:
+    code = result.returncode  # type: ignore[attr-defined]
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    assert code != 0, stderr
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("hamba: error:")]
+    assert len(errors) == 1, stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_missing_audio_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.wav"
+    result = run_hamba(["run", "--audio", str(missing), "--model", "tiny"])
+    assert_one_line_error(result, str(missing))
+
+
+def test_size_not_multiple_of_8(short_wav: Path) -> None:
+    result = run_hamba(["run", "--audio", str(short_wav), "--model", "tiny", "--width", "500"])
+    assert_one_line_error(result, "inference.width", "multiple of 8")
+
+
+def test_unknown_output(short_wav: Path) -> None:
+    result = run_hamba(
+        ["run", "--audio", str(short_wav), "--model", "tiny", "--width", "64", "--height", "64",
+         "--output", "hologram", "--osc-port", "0", "--no-oscquery"]
+    )
+    assert_one_line_error(result, "hologram")
+
+
+def test_unloadable_model(short_wav: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "not-a-model"
+    bogus.mkdir()
+    result = run_hamba(["render", str(short_wav), "-o", str(tmp_path / "x.mp4"), "--model", str(bogus)])
+    assert_one_line_error(result, str(bogus))
+
+
+def test_offline_hub_model_says_how_to_fix(short_wav: Path, tmp_path: Path) -> None:
+    result = run_hamba(
+        ["render", str(short_wav), "-o", str(tmp_path / "x.mp4"), "--model", "someone/no-such-model"]
+    )
+    assert_one_line_error(result, "someone/no-such-model", "--model tiny")
+
+
+def test_port_in_use(short_wav: Path, busy_udp_port: int) -> None:
+    result = run_hamba(
+        ["run", "--audio", str(short_wav), "--model", "tiny", "--width", "64", "--height", "64",
+         "--output", "png:" + str(short_wav.parent / "png"), "--osc-host", "127.0.0.1",
+         "--osc-port", str(busy_udp_port), "--no-oscquery", "--duration", "1"]
+    )
+    assert_one_line_error(result, str(busy_udp_port))
+
+
+def test_unwritable_output_path(short_wav: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_hamba(["render", str(short_wav), "-o", str(blocker / "sub" / "x.mp4"), "--model", "tiny"])
+    assert_one_line_error(result, str(blocker))
+
+
+def test_bad_config_file(tmp_path: Path, short_wav: Path) -> None:
+    config = tmp_path / "show.toml"
+    config.write_text("[inference]\nwidth = 100\n")
+    result = run_hamba(["run", "--audio", str(short_wav), "--config", str(config)])
+    assert_one_line_error(result, str(config), "inference.width")
+
+
+def test_bad_feedback_target(short_wav: Path) -> None:
+    result = run_hamba(["run", "--audio", str(short_wav), "--feedback", "nohostport"])
+    assert_one_line_error(result, "nohostport")
+
+
+def test_not_an_audio_file(tmp_path: Path) -> None:
+    fake = tmp_path / "song.wav"
+    fake.write_text("this is text, not audio")
+    result = run_hamba(["render", str(fake), "-o", str(tmp_path / "x.mp4"), "--model", "tiny"])
+    assert_one_line_error(result, str(fake))
