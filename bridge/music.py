@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 from engine.audio.analyzer import AudioAnalyzer
 from engine.audio.live import FileAudioSource, LiveAudioSource
 from engine.audio.streaming import StreamingAnalyzer
-
 from engine.audio.types import AudioFeatures, MusicState
 from engine.config import AudioConfig
 
@@ -116,6 +114,7 @@ class LiveMusic:
             channels=config.channels,
         )
         self._analyzer = StreamingAnalyzer(config, config.sample_rate)
+        self._block_seconds = config.block_size / config.sample_rate
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = 0.0
@@ -147,9 +146,10 @@ class LiveMusic:
         return dataclasses.replace(self._analyzer.latest(), frame=index, time=time_s)
 
     def _analyse(self) -> None:
+        # the capture callback only fills a ring buffer; analysis happens here, off the audio thread
         while not self._stop.is_set():
-            block = self._source.read(timeout=0.1)
-            if block is None or block.size == 0:
+            block = self._source.read()
+            if block.size == 0:
+                self._stop.wait(0.25 * self._block_seconds)
                 continue
-            mono = block if block.ndim == 1 else np.mean(block, axis=1, dtype=np.float32)
-            self._analyzer.push(mono)
+            self._analyzer.push(block)
