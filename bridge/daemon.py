@@ -18,10 +18,6 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TextIO
 
-from engine.diffusion.base import create_pipeline
-from engine.diffusion.stream import StreamDiffusionPipeline
-from engine.profiling.profiler import get_profiler
-
 from bridge.music import FileMusic, LiveMusic, MusicSource
 from bridge.options import RunOptions, parse_host_port
 from bridge.osc.feedback import FeedbackSender
@@ -30,7 +26,10 @@ from bridge.osc.server import OscServer
 from bridge.outputs.base import OutputGroup, create_output
 from engine.config import PipelineConfig
 from engine.controls import ControlStore
+from engine.diffusion.base import create_pipeline
+from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import ConfigError
+from engine.profiling.profiler import get_profiler
 from engine.render import Conductor, controls_from_config
 
 log = logging.getLogger(__name__)

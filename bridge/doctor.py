@@ -10,9 +10,8 @@ from engine.errors import HambaError
 
 def describe_devices() -> str:
     """Audio inputs and the frame outputs that work on this machine, as text."""
-    from engine.audio.live import list_input_devices
-
     from bridge.outputs.base import available_outputs
+    from engine.audio.live import list_input_devices
 
     lines = ["audio inputs:"]
     try:

@@ -13,13 +13,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.audio.analyzer import AudioAnalyzer
-from engine.diffusion.base import create_pipeline
-from engine.diffusion.stream import StreamDiffusionPipeline
 from tqdm import tqdm
 
 from bridge.outputs.base import create_output
+from engine.audio.analyzer import AudioAnalyzer
 from engine.config import PipelineConfig
+from engine.diffusion.base import create_pipeline
+from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import AudioError, ConfigError, OutputError
 from engine.render import Conductor
 

@@ -54,8 +54,22 @@ def test_size_not_multiple_of_8(short_wav: Path) -> None:
 
 def test_unknown_output(short_wav: Path) -> None:
     result = run_hamba(
-        ["run", "--audio", str(short_wav), "--model", "tiny", "--width", "64", "--height", "64",
-         "--output", "hologram", "--osc-port", "0", "--no-oscquery"]
+        [
+            "run",
+            "--audio",
+            str(short_wav),
+            "--model",
+            "tiny",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--output",
+            "hologram",
+            "--osc-port",
+            "0",
+            "--no-oscquery",
+        ]
     )
     assert_one_line_error(result, "hologram")
 
@@ -63,22 +77,48 @@ def test_unknown_output(short_wav: Path) -> None:
 def test_unloadable_model(short_wav: Path, tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model"
     bogus.mkdir()
-    result = run_hamba(["render", str(short_wav), "-o", str(tmp_path / "x.mp4"), "--model", str(bogus)])
+    result = run_hamba(
+        ["render", str(short_wav), "-o", str(tmp_path / "x.mp4"), "--model", str(bogus)]
+    )
     assert_one_line_error(result, str(bogus))
 
 
 def test_offline_hub_model_says_how_to_fix(short_wav: Path, tmp_path: Path) -> None:
     result = run_hamba(
-        ["render", str(short_wav), "-o", str(tmp_path / "x.mp4"), "--model", "someone/no-such-model"]
+        [
+            "render",
+            str(short_wav),
+            "-o",
+            str(tmp_path / "x.mp4"),
+            "--model",
+            "someone/no-such-model",
+        ]
     )
     assert_one_line_error(result, "someone/no-such-model", "--model tiny")
 
 
 def test_port_in_use(short_wav: Path, busy_udp_port: int) -> None:
     result = run_hamba(
-        ["run", "--audio", str(short_wav), "--model", "tiny", "--width", "64", "--height", "64",
-         "--output", "png:" + str(short_wav.parent / "png"), "--osc-host", "127.0.0.1",
-         "--osc-port", str(busy_udp_port), "--no-oscquery", "--duration", "1"]
+        [
+            "run",
+            "--audio",
+            str(short_wav),
+            "--model",
+            "tiny",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--output",
+            "png:" + str(short_wav.parent / "png"),
+            "--osc-host",
+            "127.0.0.1",
+            "--osc-port",
+            str(busy_udp_port),
+            "--no-oscquery",
+            "--duration",
+            "1",
+        ]
     )
     assert_one_line_error(result, str(busy_udp_port))
 
@@ -86,7 +126,9 @@ def test_port_in_use(short_wav: Path, busy_udp_port: int) -> None:
 def test_unwritable_output_path(short_wav: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = run_hamba(["render", str(short_wav), "-o", str(blocker / "sub" / "x.mp4"), "--model", "tiny"])
+    result = run_hamba(
+        ["render", str(short_wav), "-o", str(blocker / "sub" / "x.mp4"), "--model", "tiny"]
+    )
     assert_one_line_error(result, str(blocker))
 
 

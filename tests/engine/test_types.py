@@ -60,9 +60,18 @@ def test_out_of_range_frame() -> None:
 def test_shape_mismatch_rejected() -> None:
     with pytest.raises(ValueError, match="chroma_cq"):
         AudioFeatures(
-            path="x", duration=1, fps=24, sample_rate=22050, tempo=0.0,
-            beat_frames=np.array([], dtype=np.int64), onset=np.zeros(3), energy=np.zeros(3),
-            chroma_cq=np.zeros((12, 4)), low=np.zeros(3), mid=np.zeros(3), high=np.zeros(3),
+            path="x",
+            duration=1,
+            fps=24,
+            sample_rate=22050,
+            tempo=0.0,
+            beat_frames=np.array([], dtype=np.int64),
+            onset=np.zeros(3),
+            energy=np.zeros(3),
+            chroma_cq=np.zeros((12, 4)),
+            low=np.zeros(3),
+            mid=np.zeros(3),
+            high=np.zeros(3),
         )
 
 

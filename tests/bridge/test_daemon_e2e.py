@@ -1,0 +1,170 @@
+"""`hamba run` end to end: a real subprocess, real shm/NDI outputs, real OSC and OSCQuery."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bridge.outputs.shm import ShmFrameReader
+from engine.errors import OutputError
+from tests.bridge.daemon_harness import (
+    DaemonUnderTest,
+    FeedbackListener,
+    collect_frames,
+    start_daemon,
+)
+
+FPS = 10.0
+
+
+@pytest.fixture(scope="module")
+def click_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 s of 120 BPM clicks over a drone, 22.05 kHz mono."""
+    sr = 22050
+    t = np.arange(sr * 8) / sr
+    signal = 0.05 * np.sin(2 * np.pi * 220 * t)
+    for beat in np.arange(0, 8, 0.5):
+        start = int(beat * sr)
+        signal[start : start + 300] += np.hanning(600)[300:] * 0.9
+    path = tmp_path_factory.mktemp("click") / "click120.wav"
+    sf.write(path, signal.astype(np.float32), sr)
+    return path
+
+
+@pytest.fixture
+def ndi_loopback(tmp_path: Path) -> dict[str, str]:
+    folder = tmp_path / "ndi"
+    folder.mkdir()
+    (folder / "ndi-config.v1.json").write_text(
+        '{"ndi": {"networks": {"ips": "127.0.0.1", "discovery": ""}}}'
+    )
+    return {"NDI_CONFIG_DIR": str(folder)}
+
+
+@pytest.fixture
+def feedback() -> Iterator[FeedbackListener]:
+    listener = FeedbackListener()
+    yield listener
+    listener.close()
+
+
+def check_pacing(frames: list[tuple[float, int, np.ndarray]], fps: float) -> None:
+    indices = [index for _, index, _ in frames]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    span = frames[-1][0] - frames[0][0]
+    rate = (indices[-1] - indices[0]) / span
+    # the index follows the clock at the requested rate (frames may drop, never run ahead)
+    assert 0.7 * fps < rate < 1.3 * fps, rate
+    assert len(frames) >= 0.5 * fps * span  # most frames reach the reader
+
+
+def exercise_controls(daemon: DaemonUnderTest, reader: ShmFrameReader) -> None:
+    daemon.osc.send_message("/hamba/prompt", "molten glass cathedral")
+    daemon.wait_value("/hamba/prompt", "molten glass cathedral")
+
+    daemon.osc.send_message("/hamba/preset", "quality")
+    daemon.wait_value("/hamba/preset", "quality")
+    assert daemon.value("/hamba/blend") == pytest.approx(0.2)  # the preset set what it defines
+
+    daemon.osc.send_message("/hamba/pause", 1)
+    daemon.wait_value("/hamba/pause", True)
+    collect_frames(reader, 0.5)  # let a frame rendered before the pause pass
+    paused = collect_frames(reader, 1.5)
+    assert len(paused) >= 5
+    assert [i for _, i, _ in paused] == sorted(i for _, i, _ in paused)  # indices keep advancing
+    for _, _, image in paused[1:]:
+        np.testing.assert_array_equal(image, paused[0][2])  # the picture is held
+
+    daemon.osc.send_message("/hamba/pause", 0)
+    daemon.wait_value("/hamba/pause", False)
+    resumed = collect_frames(reader, 1.5)
+    assert any(not np.array_equal(image, paused[0][2]) for _, _, image in resumed)
+
+
+def assert_clean_exit(daemon: DaemonUnderTest) -> None:
+    assert daemon.stop() == 0, daemon.log.read_text()[-3000:]
+    with pytest.raises(OutputError):
+        ShmFrameReader(daemon.name)  # the segment is gone
+    assert "Traceback" not in daemon.log.read_text()
+
+
+def test_run_file_end_to_end(
+    click_track: Path, tmp_path: Path, ndi_loopback: dict[str, str], feedback: FeedbackListener
+) -> None:
+    name = f"e2e{uuid.uuid4().hex[:8]}"
+    daemon = start_daemon(
+        tmp_path,
+        ["--audio", str(click_track), "--loop"],
+        name=name,
+        fps=FPS,
+        feedback_port=feedback.port,
+        extra_env=ndi_loopback,
+        outputs=("shm", "ndi"),
+    )
+    try:
+        reader = daemon.reader()
+        first = reader.read()
+        assert first is not None and first.image.shape == (64, 64, 4)
+        check_pacing(collect_frames(reader, 3.0), FPS)
+        exercise_controls(daemon, reader)
+        feedback.drain()
+        for address in (
+            "/hamba/audio/energy",
+            "/hamba/audio/tempo",
+            "/hamba/status/fps",
+            "/hamba/status/frame",
+            "/hamba/audio/beat",
+            "/hamba/audio/chroma",
+        ):
+            assert feedback.messages.get(address), f"no {address} at the feedback target"
+        tempo = feedback.messages["/hamba/audio/tempo"][-1][0]
+        assert tempo == pytest.approx(120, rel=0.05)
+        assert len(feedback.messages["/hamba/audio/chroma"][-1]) == 12
+        reader.close()
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    assert_clean_exit(daemon)
+
+
+@pytest.mark.pulse
+def test_run_live_end_to_end(
+    pulse_sink: str, click_track: Path, tmp_path: Path, feedback: FeedbackListener
+) -> None:
+    from tests.pulse import play_into_sink
+
+    name = f"live{uuid.uuid4().hex[:8]}"
+    daemon = start_daemon(
+        tmp_path,
+        ["--live", "pulse"],
+        name=name,
+        fps=FPS,
+        feedback_port=feedback.port,
+        extra_env={"PULSE_SOURCE": f"{pulse_sink}.monitor"},
+    )
+    player = None
+    try:
+        reader = daemon.reader()
+        player = play_into_sink(pulse_sink, click_track, loops=6)
+        check_pacing(collect_frames(reader, 3.0), FPS)
+        exercise_controls(daemon, reader)
+        feedback.drain()
+        beats = feedback.messages.get("/hamba/audio/beat", [])
+        assert len(beats) >= 3, "the live clicks produced no beats"
+        energies = [m[0] for m in feedback.messages.get("/hamba/audio/energy", [])]
+        assert max(energies) > 0.1
+        reader.close()
+    finally:
+        if player is not None:
+            player.kill()
+            player.wait()
+        code = daemon.stop()
+    assert code == 0
+    assert_clean_exit(daemon)
+    assert os.path.exists(daemon.log)
