@@ -29,7 +29,7 @@ from engine.controls import ControlStore
 from engine.diffusion.base import create_pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import ConfigError
-from engine.profiling.profiler import get_profiler
+from engine.profiling.profiler import configure_profiler, get_profiler
 from engine.render import Conductor, controls_from_config
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class Daemon:
             log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
         else:
             log.info("model: %s on %s (%s)", base.model_label, base.device, base.dtype)
+        configure_profiler(config.profiling, base.device)
         stream = StreamDiffusionPipeline(base, config.stream)
         self._conductor = Conductor(stream, config, self.controls)
 

@@ -21,6 +21,7 @@ from engine.config import PipelineConfig
 from engine.diffusion.base import create_pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import AudioError, ConfigError, OutputError
+from engine.profiling.profiler import configure_profiler
 from engine.render import Conductor
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def render_songs(
     base = create_pipeline(config.diffusion, config.inference)
     if base.is_untrained:
         log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
+    profiler = configure_profiler(config.profiling, base.device)
     conductor = Conductor(StreamDiffusionPipeline(base, config.stream), config)
     width, height, fps = config.inference.width, config.inference.height, config.audio.fps
     written = []
@@ -94,4 +96,8 @@ def render_songs(
         writer.close()
         partial.replace(target)
         written.append(target)
+    if config.profiling.enabled:
+        profiler.print_summary()
+        if config.profiling.export_path is not None:
+            profiler.export_json(config.profiling.export_path)
     return written
