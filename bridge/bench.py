@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "latent": "benchmarks.bench_latent_prompt",
     "engine": "benchmarks.bench_engine",
     "outputs": "benchmarks.bench_outputs",
+    "osc": "benchmarks.bench_osc",
     "gpu": "benchmarks.bench_gpu",
 }
 

@@ -113,6 +113,7 @@ class Daemon:
                 http_port=opts.oscquery_port,
                 osc_port=self._osc.port,
                 name=opts.name,
+                feedback=self._feedback,
             )
             self._oscquery.start()
             log.info("oscquery: http://%s:%d/", opts.osc_host, self._oscquery.http_port)
@@ -123,6 +124,9 @@ class Daemon:
             if closer is not None:
                 closer.stop()
         self._oscquery = self._osc = None
+        if self._feedback is not None:
+            self._feedback.close()
+            self._feedback = None
         if self._outputs is not None:
             self._outputs.close()
             self._outputs = None

@@ -7,10 +7,14 @@ from this model. Imports neither torch nor the engine.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.config import JsonDict
+
+# the longest prompt a controller may send (base, negative and each chroma prompt)
+PROMPT_MAX_LENGTH = 1000
+Prompt = Annotated[str, StringConstraints(max_length=PROMPT_MAX_LENGTH)]
 
 CHROMA_PROMPT_DEFAULTS: tuple[str, ...] = (
     "crimson red nebula",
@@ -39,17 +43,17 @@ class LiveControls(BaseModel):
 
     prompt: str = Field(
         "abstract flowing liquid light, vivid colors, high detail",
-        max_length=1000,
+        max_length=PROMPT_MAX_LENGTH,
         description="the base prompt",
         json_schema_extra=_osc("/hamba/prompt"),
     )
     negative_prompt: str = Field(
         "",
-        max_length=1000,
+        max_length=PROMPT_MAX_LENGTH,
         description="what the image should avoid (used with guidance)",
         json_schema_extra=_osc("/hamba/negative_prompt"),
     )
-    chroma_prompts: tuple[str, ...] = Field(
+    chroma_prompts: tuple[Prompt, ...] = Field(
         CHROMA_PROMPT_DEFAULTS,
         description="one prompt per pitch class (0 = C .. 11 = B), blended by the chromagram",
         json_schema_extra=_osc("/hamba/prompt/chroma"),

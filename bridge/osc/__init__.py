@@ -1,0 +1,1 @@
+"""OSC for controllers: the control server, the feedback stream and OSCQuery discovery."""

@@ -1,0 +1,156 @@
+"""The feedback stream over real UDP: what arrives at a listener, subscriptions, send failures."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+from pythonosc.udp_client import SimpleUDPClient
+
+from bridge.osc.feedback import MAX_TARGETS, FeedbackSender, resolve_target
+from bridge.osc.server import OscServer
+from engine.audio.types import MusicState
+from engine.controls import ControlStore
+from engine.errors import ControlError
+from osc_schema.schema import BEAT, CHROMA, ENERGY, FPS, FRAME, TEMPO
+from tests.bridge.osc.helpers import barrier, music_state
+
+CHROMA_VALUES = np.linspace(0.0, 1.0, 12, dtype=np.float32)
+PER_FRAME = [ENERGY, TEMPO, CHROMA, FPS, FRAME]
+
+
+def music(frame: int, *, beat: bool) -> MusicState:
+    return music_state(frame, beat=beat, chroma=CHROMA_VALUES.tolist())
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        yield sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def read(sock: socket.socket, count: int) -> list[OscMessage]:
+    return [OscMessage(sock.recv(65536)) for _ in range(count)]
+
+
+def test_every_frame_carries_analysis_and_status(listener: socket.socket) -> None:
+    sender = FeedbackSender([("127.0.0.1", port_of(listener))])
+    sender.send_frame(music(30, beat=True), fps=29.5, frame=30)
+    messages = {m.address: m.params for m in read(listener, 6)}
+    sender.close()
+    assert messages[ENERGY] == [0.625]
+    assert messages[TEMPO] == [120.0]
+    assert messages[CHROMA] == pytest.approx(CHROMA_VALUES.tolist(), abs=1e-6)
+    assert messages[FPS] == [29.5]
+    assert messages[FRAME] == [30]
+    assert messages[BEAT] == [2]
+
+
+def test_beat_is_sent_only_on_beat_frames(listener: socket.socket) -> None:
+    sender = FeedbackSender([("localhost", port_of(listener))])
+    sender.send_frame(music(1, beat=False), fps=30.0, frame=1)
+    sender.send_frame(music(15, beat=True), fps=30.0, frame=15)
+    addresses = [m.address for m in read(listener, 11)]
+    sender.close()
+    assert addresses == [*PER_FRAME, *PER_FRAME, BEAT]
+
+
+def test_bundle_mode_sends_one_datagram_per_frame(listener: socket.socket) -> None:
+    sender = FeedbackSender([("127.0.0.1", port_of(listener))], bundle=True)
+    sender.send_frame(music(2, beat=False), fps=30.0, frame=2)
+    sender.send_frame(music(3, beat=False), fps=30.0, frame=3)
+    bundles = [OscBundle(listener.recv(65536)) for _ in range(2)]
+    sender.close()
+    frames = [[m.params for m in b if m.address == FRAME] for b in bundles]
+    assert frames == [[[2]], [[3]]]
+    assert [m.address for m in bundles[0]] == PER_FRAME
+
+
+def test_a_failing_target_does_not_stop_the_others(listener: socket.socket) -> None:
+    # broadcast without SO_BROADCAST: the kernel refuses every send (EACCES), a real failure
+    sender = FeedbackSender([("255.255.255.255", 9), ("127.0.0.1", port_of(listener))])
+    sender.send_frame(music(4, beat=False), fps=30.0, frame=4)
+    sender.send_frame(music(5, beat=False), fps=30.0, frame=5)
+    frames = [m.params for m in read(listener, 10) if m.address == FRAME]
+    assert frames == [[4], [5]]
+    assert sender.send_failures == 2
+    assert sender.frames_sent == 2
+    sender.close()
+
+
+def test_send_after_close_does_not_raise() -> None:
+    sender = FeedbackSender([("127.0.0.1", 9)])
+    sender.close()
+    sender.send_frame(music(6, beat=True), fps=30.0, frame=6)
+    assert sender.targets == ()
+
+
+def test_latest_values_are_kept_for_oscquery() -> None:
+    sender = FeedbackSender()
+    sender.send_frame(music(15, beat=True), fps=24.0, frame=15)
+    sender.send_frame(music(16, beat=False), fps=25.0, frame=16)
+    latest = sender.latest()
+    assert latest[FRAME] == (16,)
+    assert latest[FPS] == (25.0,)
+    assert latest[BEAT] == (1,)  # the last beat's count stays
+    sender.close()
+
+
+def test_targets_add_remove_and_limits() -> None:
+    sender = FeedbackSender()
+    assert sender.add_target("localhost", 9100) == ("127.0.0.1", 9100)
+    sender.add_target("127.0.0.1", 9100)
+    assert sender.targets == (("127.0.0.1", 9100),)
+    assert sender.remove_target("127.0.0.1", 9100)
+    assert not sender.remove_target("127.0.0.1", 9100)
+    for port in range(MAX_TARGETS):
+        sender.add_target("127.0.0.1", 10000 + port)
+    with pytest.raises(ControlError, match=f"already {MAX_TARGETS} targets"):
+        sender.add_target("127.0.0.1", 9999)
+    sender.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "match"),
+    [("no such host", 9000, "no such host:9000: cannot resolve"), ("127.0.0.1", 0, "1-65535")],
+)
+def test_bad_target_names_it(host: str, port: int, match: str) -> None:
+    with pytest.raises(ControlError, match=match):
+        resolve_target(host, port)
+
+
+def test_subscribe_and_unsubscribe_over_osc(
+    server: OscServer, client: SimpleUDPClient, listener: socket.socket
+) -> None:
+    port = port_of(listener)
+    client.send_message("/hamba/subscribe", port)
+    assert barrier(client) == []
+    assert server.feedback.targets == (("127.0.0.1", port),)
+    server.feedback.send_frame(music(7, beat=False), fps=30.0, frame=7)
+    assert [m.address for m in read(listener, 5)] == PER_FRAME
+    client.send_message("/hamba/unsubscribe", port)
+    barrier(client)
+    assert server.feedback.targets == ()
+
+
+def test_server_feeds_the_sender_it_was_given(store: ControlStore, listener: socket.socket) -> None:
+    feedback = FeedbackSender()
+    with (
+        OscServer(store, port=0, feedback=feedback) as server,
+        SimpleUDPClient("127.0.0.1", server.port) as client,
+    ):
+        client.send_message("/hamba/subscribe", port_of(listener))
+        barrier(client)
+    assert server.feedback is feedback
+    assert feedback.targets == (("127.0.0.1", port_of(listener)),)
+    feedback.close()
