@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -266,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hamba` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # transformers warns about optional image backends it never uses here
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="hamba %(levelname)s: %(message)s",

@@ -34,6 +34,9 @@ from engine.render import Conductor, controls_from_config
 
 log = logging.getLogger(__name__)
 
+# never look further ahead than this, whatever a slow frame suggested
+_MAX_LOOK_AHEAD = 0.5
+
 
 @dataclass
 class RunStats:
@@ -105,7 +108,6 @@ class Daemon:
         self._feedback = FeedbackSender([parse_host_port(t) for t in opts.feedback])
         self._osc = OscServer(self.controls, opts.osc_host, opts.osc_port, feedback=self._feedback)
         self._osc.start()
-        log.info("osc: listening on %s:%d", opts.osc_host, self._osc.port)
         if opts.oscquery_port is not None:
             self._oscquery = OscQueryServer(
                 self.controls,
@@ -116,7 +118,6 @@ class Daemon:
                 feedback=self._feedback,
             )
             self._oscquery.start()
-            log.info("oscquery: http://%s:%d/", opts.osc_host, self._oscquery.http_port)
 
     def close(self) -> None:
         """Stop everything that was started, in reverse order; safe to call twice."""
@@ -171,7 +172,7 @@ class Daemon:
         period = 1.0 / fps
         duration = self.options.duration
         stats = self.stats
-        latency = 0.0  # running estimate of render time, for look-ahead
+        latency = self._warm_up()  # running estimate of render time, for look-ahead
         fps_window: list[float] = []
         next_status = time.monotonic() + self.options.status_interval
         music.start()
@@ -180,7 +181,7 @@ class Daemon:
             now = music.clock()
             if (duration is not None and now >= duration) or music.finished():
                 break
-            ahead = latency if music.can_look_ahead else 0.0
+            ahead = min(latency, _MAX_LOOK_AHEAD) if music.can_look_ahead else 0.0
             index = int((now + ahead) * fps)
             if index <= stats.last_index:
                 # too early for the next frame: sleep until it is due (less the look-ahead)
@@ -194,7 +195,8 @@ class Daemon:
             frame = conductor.render(state, index)
             outputs.publish(frame.image, frame.index, frame.time)
             elapsed = time.perf_counter() - started
-            latency = elapsed if stats.frames == 0 else 0.8 * latency + 0.2 * elapsed
+            # a slow ema: one preempted frame must not swing the look-ahead
+            latency = 0.95 * latency + 0.05 * elapsed
             stats.frames += 1
             stats.last_index = index
             stats.render_ms = elapsed * 1000.0
@@ -211,6 +213,18 @@ class Daemon:
                 self._print_status(state.beat_count, state.tempo)
                 next_status = wall + self.options.status_interval
         self._print_status(final=True)
+
+    def _warm_up(self) -> float:
+        """Render two throw-away frames (first-call costs), return the second one's time."""
+        assert self._music is not None and self._conductor is not None
+        state = self._music.state_at(0, 0.0)
+        elapsed = 0.0
+        for _ in range(2):
+            started = time.perf_counter()
+            self._conductor.render(state, 0)
+            elapsed = time.perf_counter() - started
+        self._conductor.reset()
+        return elapsed
 
     def _print_status(self, beat: int = 0, tempo: float = 0.0, *, final: bool = False) -> None:
         stats = self.stats

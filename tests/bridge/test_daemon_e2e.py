@@ -60,7 +60,7 @@ def check_pacing(frames: list[tuple[float, int, np.ndarray]], fps: float) -> Non
     span = frames[-1][0] - frames[0][0]
     rate = (indices[-1] - indices[0]) / span
     # the index follows the clock at the requested rate (frames may drop, never run ahead)
-    assert 0.7 * fps < rate < 1.3 * fps, rate
+    assert 0.6 * fps < rate < 1.5 * fps, rate
     assert len(frames) >= 0.5 * fps * span  # most frames reach the reader
 
 
