@@ -19,7 +19,6 @@ from pythonosc.osc_packet import OscPacket
 from pythonosc.udp_client import SimpleUDPClient
 
 from bridge.outputs.shm import ShmFrameReader
-from engine.errors import OutputError
 from tests.bridge.cli_process import start_hamba
 
 T = TypeVar("T")
@@ -112,14 +111,9 @@ class DaemonUnderTest:
         )
 
     def reader(self, timeout: float = 120.0) -> ShmFrameReader:
-        def attempt() -> ShmFrameReader | None:
-            try:
-                reader = ShmFrameReader(self.name)
-            except OutputError:
-                return None
-            return reader if reader.read() is not None else None
-
-        return wait_for(attempt, timeout, "the first shared-memory frame", self.proc, self.log)
+        reader = ShmFrameReader(self.name)  # attaches lazily, once the writer exists
+        wait_for(reader.read, timeout, "the first shared-memory frame", self.proc, self.log)
+        return reader
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
