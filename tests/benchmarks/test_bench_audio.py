@@ -1,0 +1,26 @@
+"""The audio benchmark runs end to end on a short song; its figures are not judged here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import bench_audio
+
+
+def test_bench_audio_runs_and_writes_its_conditions(tmp_path: Path) -> None:
+    out = tmp_path / "audio.json"
+
+    assert bench_audio.main(["--duration", "6", "--stream-seconds", "2", "--out", str(out)]) == 0
+
+    results = json.loads(out.read_text())
+    assert {"date", "cpu", "python", "numpy", "librosa"} <= set(results["conditions"])
+    offline = results["offline"]
+    assert offline["duration_s"] == 6.0
+    assert abs(offline["tempo_bpm"] - 120) < 3.6
+    assert offline["cold_total_s"] > 0 and offline["cached_s"] > 0
+    rates = [row["sample_rate"] for row in results["streaming"]]
+    assert rates == [22050, 44100, 48000]
+    for row in results["streaming"]:
+        assert row["blocks"] == int(2 * row["sample_rate"]) // 512
+        assert row["mean_us"] > 0 and row["p99_us"] >= row["median_us"]

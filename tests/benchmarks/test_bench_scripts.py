@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end (tiny sizes); their figures are not judged here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import bench_engine, bench_gpu
+
+
+def test_bench_engine_runs_and_writes_its_conditions(tmp_path: Path) -> None:
+    out = tmp_path / "engine.json"
+    argv = ["--size", "64", "--batch", "2", "--rounds", "1", "--frames-per-round", "2"]
+    assert bench_engine.main([*argv, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert set(results["methods"]) == {
+        "engine generate_batch (batch 2)",
+        "engine generate_batch (batch 1)",
+        "diffusers __call__ (prompt)",
+        "diffusers __call__ (prompt_embeds)",
+    }
+    assert all(row["fps"] > 0 for row in results["methods"].values())
+    assert results["ratio_engine_batched_vs_call"] > 0
+    conditions = results["conditions"]
+    assert conditions["size"] == "64x64" and conditions["device"] == "cpu"
+    assert {"torch", "diffusers", "cpu", "torch_threads"} <= set(conditions)
+
+
+def test_bench_engine_refuses_a_ragged_batch() -> None:
+    with pytest.raises(ValueError, match="multiple of batch"):
+        bench_engine.run(size=64, batch=3, frames_per_round=4)
+
+
+def test_bench_gpu_cpu_smoke_counts_flops_and_times_every_stage(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    assert bench_gpu.main(["--cpu-smoke", "--frames", "2", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["flops"]["unet_step_tflop"] > 0 and results["flops"]["decode_tflop"] > 0
+    assert results["matmul_tflops"] > 0 and results["floor_ms_per_frame"] > 0
+    assert {"engine eager", "stream wrapper (coherence on)", "diffusers __call__ (prompt)"} <= set(
+        results["methods"]
+    )
+    assert all(ms > 0 for ms in results["stages_ms"].values())
+
+
+def test_bench_gpu_without_cuda_says_so_and_exits_cleanly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the script would run the full benchmark")
+    assert bench_gpu.main([]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
