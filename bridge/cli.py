@@ -269,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # transformers warns about optional image backends it never uses here
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # openmp workers that spin while idle starve the audio, osc and output threads (before torch loads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="hamba %(levelname)s: %(message)s",

@@ -10,6 +10,7 @@ its outputs and releases shared memory.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TextIO
+
+import torch
 
 from bridge.music import FileMusic, LiveMusic, MusicSource
 from bridge.options import RunOptions, parse_host_port
@@ -94,6 +97,11 @@ class Daemon:
             log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
         else:
             log.info("model: %s on %s (%s)", base.model_label, base.device, base.dtype)
+        if base.device.type == "cpu":
+            # leave a core to the audio, osc and output threads: the render must not starve them
+            threads = max(1, (os.cpu_count() or 1) - 1)
+            torch.set_num_threads(threads)
+            log.info("cpu: %d render thread(s)", threads)
         configure_profiler(config.profiling, base.device)
         stream = StreamDiffusionPipeline(base, config.stream)
         self._conductor = Conductor(stream, config, self.controls)
@@ -205,9 +213,7 @@ class Daemon:
             fps_window.append(wall)
             while fps_window and wall - fps_window[0] > 1.0:
                 fps_window.pop(0)
-            stats.fps = (
-                len(fps_window) / max(wall - fps_window[0], 1e-3) if len(fps_window) > 1 else 0.0
-            )
+            stats.fps = (len(fps_window) - 1) / max(wall - fps_window[0], 1e-3)
             feedback.send_frame(state, fps=stats.fps, frame=index)
             if wall >= next_status:
                 self._print_status(state.beat_count, state.tempo)

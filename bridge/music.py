@@ -115,6 +115,7 @@ class LiveMusic:
         )
         self._analyzer = StreamingAnalyzer(config, config.sample_rate)
         self._block_seconds = config.block_size / config.sample_rate
+        self._beats_shown = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = 0.0
@@ -143,7 +144,11 @@ class LiveMusic:
         return False
 
     def state_at(self, index: int, time_s: float) -> MusicState:
-        return dataclasses.replace(self._analyzer.latest(), frame=index, time=time_s)
+        latest = self._analyzer.latest()
+        # the analysis runs at its own pace: a beat that fell since the last frame shown is a beat
+        beat = latest.beat_count > self._beats_shown
+        self._beats_shown = latest.beat_count
+        return dataclasses.replace(latest, frame=index, time=time_s, beat=beat)
 
     def _analyse(self) -> None:
         # the capture callback only fills a ring buffer; analysis happens here, off the audio thread

@@ -1,1 +1,5 @@
 """Shared fixtures."""
+
+from tests.pulse import pulse_sink
+
+__all__ = ["pulse_sink"]
