@@ -1,0 +1,246 @@
+"""The engine's offline path against a plain diffusers call per frame, same components, one process.
+
+Both sides render the built-in tiny model (same seed, so the same weights) at the same size and
+step count on the same device. The engine renders batches of noise latents with the prompt
+encoded once (``SD15Pipeline.generate_batch``, the offline path); the baseline is what a
+diffusers user writes: ``StableDiffusionPipeline.__call__`` once per frame with the prompt,
+turned into the same RGBA ``uint8`` frame. A second baseline passes precomputed prompt
+embeddings, to show how much of the gap is prompt encoding. Methods alternate within every
+round so that load from other processes falls on all of them alike; the ratio comes from one
+run.
+
+Run: ``python -m benchmarks.bench_engine`` (``--help`` for the options). Writes
+``benchmarks/results/engine_cpu.json`` (or ``--out``) with the conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+PROMPT = "abstract flowing liquid light, vivid colors, high detail"
+
+
+def run(
+    *,
+    size: int = 256,
+    steps: int = 1,
+    batch: int = 4,
+    rounds: int = 5,
+    frames_per_round: int = 16,
+    device: str = "cpu",
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Time every method for ``rounds`` alternating rounds; fps, per-frame times, ratios."""
+    from engine.config import DiffusionConfig, InferenceConfig
+    from engine.diffusion.sd15 import SD15Pipeline
+    from engine.diffusion.tiny import TINY_LABEL, build_tiny_pipeline
+
+    if frames_per_round % batch:
+        raise ValueError(f"frames_per_round ({frames_per_round}) must be a multiple of batch")
+    engine = SD15Pipeline(
+        DiffusionConfig(model="tiny", device=device, seed=seed),
+        InferenceConfig(height=size, width=size, num_inference_steps=steps),
+    )
+    engine.load_model()
+    # the baseline gets its own copy of the same weights, untouched by the engine's set-up
+    plain = build_tiny_pipeline(seed, size, size).to(engine.device)
+    plain.set_progress_bar_config(disable=True)
+    embeds = engine.encode_prompt(PROMPT)
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(frames_per_round, *engine.get_latent_shape()[1:], generator=generator)
+
+    def engine_batched() -> None:
+        for start in range(0, frames_per_round, batch):
+            engine.generate_batch(latents[start : start + batch], embeds)
+
+    def engine_single() -> None:
+        for i in range(frames_per_round):
+            engine.generate_batch(latents[i : i + 1], embeds)
+
+    def plain_call(**prompt: Any) -> Callable[[], None]:
+        def frames() -> None:
+            for i in range(frames_per_round):
+                plain_frame(plain, latents[i : i + 1].to(engine.device), steps, **prompt)
+
+        return frames
+
+    methods: dict[str, Callable[[], None]] = {
+        f"engine generate_batch (batch {batch})": engine_batched,
+        "engine generate_batch (batch 1)": engine_single,
+        "diffusers __call__ (prompt)": plain_call(prompt=PROMPT),
+        "diffusers __call__ (prompt_embeds)": plain_call(prompt_embeds=embeds),
+    }
+    for method in methods.values():  # warm-up: allocator, kernels, lazy inits
+        method()
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    load_before = _load_average()
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, method in methods.items():
+                start = time.perf_counter()
+                method()
+                seconds[name].append(time.perf_counter() - start)
+    load_after = _load_average()
+    total_frames = rounds * frames_per_round
+    figures: dict[str, dict[str, Any]] = {
+        name: {
+            "fps": total_frames / sum(times),
+            "ms_per_frame": 1000 * sum(times) / total_frames,
+            "ms_per_frame_median_round": 1000 * statistics.median(times) / frames_per_round,
+            "round_seconds": times,
+        }
+        for name, times in seconds.items()
+    }
+    names = list(methods)
+    baseline = figures[names[2]]["fps"]
+    return {
+        "benchmark": "engine offline path vs plain diffusers __call__ per frame",
+        "model": TINY_LABEL,
+        "methods": figures,
+        "ratio_engine_batched_vs_call": figures[names[0]]["fps"] / baseline,
+        "ratio_engine_single_vs_call": figures[names[1]]["fps"] / baseline,
+        "ratio_engine_batched_vs_call_with_embeds": figures[names[0]]["fps"]
+        / figures[names[3]]["fps"],
+        # medians of rounds shrug off bursts of load from other processes
+        "ratio_engine_batched_vs_call_median_round": figures[names[2]]["ms_per_frame_median_round"]
+        / figures[names[0]]["ms_per_frame_median_round"],
+        "conditions": {
+            "device": str(engine.device),
+            "dtype": str(engine.dtype),
+            "size": f"{size}x{size}",
+            "steps": steps,
+            "batch": batch,
+            "rounds": rounds,
+            "frames_per_round": frames_per_round,
+            "scheduler": type(engine.pipe.scheduler).__name__,
+            "channels_last": engine.diffusion_config.channels_last,
+            "torch_threads": torch.get_num_threads(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            **versions(),
+        },
+    }
+
+
+def versions() -> dict[str, Any]:
+    """Software and machine: what a reader needs to reproduce a figure."""
+    import diffusers
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'method':<40} {'fps':>8} {'ms/frame':>9} {'median round ms/frame':>22}")
+    for name, row in results["methods"].items():
+        print(
+            f"{name:<40} {row['fps']:>8.1f} {row['ms_per_frame']:>9.1f} "
+            f"{row['ms_per_frame_median_round']:>22.1f}"
+        )
+    print(f"engine (batched) / diffusers call:      {results['ratio_engine_batched_vs_call']:.2f}x")
+    print(f"engine (batch 1) / diffusers call:      {results['ratio_engine_single_vs_call']:.2f}x")
+    ratio = results["ratio_engine_batched_vs_call_with_embeds"]
+    print(f"engine (batched) / call with embeds:    {ratio:.2f}x")
+    ratio = results["ratio_engine_batched_vs_call_median_round"]
+    print(f"engine (batched) / call, median rounds: {ratio:.2f}x")
+    conditions = results["conditions"]
+    print(
+        f"conditions: {conditions['device']} {conditions['dtype']} {conditions['size']} "
+        f"{conditions['steps']} step(s), {conditions['torch_threads']} threads, "
+        f"{conditions['cpu']}, load {conditions['load_average_before']} -> "
+        f"{conditions['load_average_after']}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--frames-per-round", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=RESULTS / "engine_cpu.json")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    results = run(
+        size=args.size,
+        steps=args.steps,
+        batch=args.batch,
+        rounds=args.rounds,
+        frames_per_round=args.frames_per_round,
+        device=args.device,
+    )
+    print_table(results)
+    if not args.no_write:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written: {args.out}")
+    return 0
+
+
+def plain_frame(pipe: Any, latents: torch.Tensor, steps: int, **prompt: Any) -> np.ndarray:
+    """One frame the way a diffusers user gets it: ``__call__``, then RGBA ``uint8``."""
+    height, width = (side * pipe.vae_scale_factor for side in latents.shape[-2:])
+    image = pipe(
+        **prompt,
+        latents=latents,
+        num_inference_steps=steps,
+        guidance_scale=0.0,
+        height=height,
+        width=width,
+        output_type="np",
+    ).images[0]
+    return to_rgba(image)
+
+
+def to_rgba(image: np.ndarray) -> np.ndarray:
+    """A diffusers ``np`` image (floats in [0, 1]) as the engine's RGBA ``uint8`` frame."""
+    rgb = (image * 255).round().astype(np.uint8)
+    alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
+    return np.ascontiguousarray(np.concatenate([rgb, alpha], axis=2))
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _cpu_name() -> str:
+    fallback = platform.processor() or "unknown"
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:  # not linux
+        return fallback
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else fallback
+
+
+if __name__ == "__main__":
+    sys.exit(main())

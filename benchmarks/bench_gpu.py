@@ -1,0 +1,309 @@
+"""Real architectures, random weights, on a GPU: how fast is one frame, and how far from the floor?
+
+SD 1.5's UNet (``UNet2DConditionModel(sample_size=64, cross_attention_dim=768,
+attention_head_dim=8)``, 860 M parameters) and TAESD (``AutoencoderTiny()``) with a CLIP
+ViT-L-shaped text encoder, all random-initialised (speed does not depend on weight values), at
+512x512, 1 step, fp16, batch 1, frames delivered into host memory. Measured in one run:
+
+- the engine end to end (eager, with CUDA graphs, optionally with ``torch.compile``), and the
+  streaming wrapper with temporal coherence on;
+- per-stage times (unet step, decode + uint8, copy to host) with CUDA events;
+- a plain diffusers ``StableDiffusionPipeline.__call__`` per frame on the same components;
+- peak GPU memory;
+- the floor: the frame's FLOPs (``torch.utils.flop_counter``) over a measured matmul rate.
+
+Without a CUDA device it says so and exits (status 0). ``--cpu-smoke`` runs every CPU-safe part
+(FLOP count, matmul rate, engine, stages, baseline) with the tiny model at 64x64 on the CPU,
+so the script is known to work where no GPU is.
+
+Run: ``python -m benchmarks.bench_gpu`` (``--help``). Writes
+``benchmarks/results/gpu_<device>.json`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.bench_engine import PROMPT, RESULTS, plain_frame, versions
+
+SD15_LABEL = "SD 1.5 UNet + TAESD + CLIP ViT-L text encoder, random weights"
+
+
+def build_components(device: torch.device, dtype: torch.dtype, *, smoke: bool) -> Any:
+    """A diffusers ``StableDiffusionPipeline``: SD 1.5 + TAESD architectures, or (smoke) tiny."""
+    from diffusers import AutoencoderTiny, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from engine.diffusion.tiny import (
+        assemble_pipeline,
+        build_tiny_pipeline,
+        build_tiny_tokenizer,
+        few_step_scheduler,
+    )
+
+    if smoke:
+        return build_tiny_pipeline(0, 64, 64).to(device)
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    # initialise on the device: 860 M parameters are slow to fill on the cpu
+    with torch.device(device):
+        unet: Any = UNet2DConditionModel(
+            sample_size=64, cross_attention_dim=768, attention_head_dim=8
+        )
+        vae: Any = AutoencoderTiny()
+        text_encoder: Any = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    pipe = assemble_pipeline(
+        {
+            "unet": unet,
+            "vae": vae,
+            "text_encoder": text_encoder,
+            "tokenizer": tokenizer,
+            "scheduler": few_step_scheduler(),
+        }
+    )
+    for module in (unet, vae, text_encoder):
+        module.to(dtype=dtype).eval().requires_grad_(False)
+    return pipe
+
+
+def count_flops(engine: Any) -> dict[str, float]:
+    """FLOPs of one unet step and one decode at the engine's size, batch 1, no guidance."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    embeds = engine.encode_prompt(PROMPT)
+    latents = torch.randn(engine.get_latent_shape(), device=engine.device)
+    schedule = engine.step_schedule()
+    index = torch.zeros(1, dtype=torch.long, device=engine.device)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as unet_counter:
+            clean = engine.predict_x0(latents, index, embeds, schedule)
+        with FlopCounterMode(display=False) as decode_counter:
+            engine.pipe.vae.decode(clean.to(engine.dtype))
+    return {
+        "unet_step_tflop": unet_counter.get_total_flops() / 1e12,
+        "decode_tflop": decode_counter.get_total_flops() / 1e12,
+    }
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int) -> float:
+    """The measured rate of a large square matrix product (TFLOP/s)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    repeats = 20 if device.type == "cuda" else 3
+    ms = time_ms(lambda: a @ b, device, repeats=repeats, warmup=3)
+    return 2 * n**3 / (ms / 1000) / 1e12
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, *, repeats: int, warmup: int) -> float:
+    """Mean milliseconds per call: CUDA events on cuda, perf_counter elsewhere."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        for _ in range(repeats):
+            fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return float(start.elapsed_time(end)) / repeats
+    begin = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - begin) * 1000 / repeats
+
+
+def fps(fn: Callable[[], object], frames: int) -> float:
+    """Frames per second of a call that hands its frame to the host (so it synchronises)."""
+    fn()
+    fn()
+    begin = time.perf_counter()
+    for _ in range(frames):
+        fn()
+    return frames / (time.perf_counter() - begin)
+
+
+def run(*, smoke: bool = False, frames: int = 200, compile_unet: bool = False) -> dict[str, Any]:
+    """Every measurement in one process; see the module docstring."""
+    from engine.config import DiffusionConfig, InferenceConfig, StreamConfig
+    from engine.diffusion.host import HostTransfer
+    from engine.diffusion.sd15 import SD15Pipeline
+    from engine.diffusion.stream import StreamDiffusionPipeline
+    from engine.diffusion.tiny import TINY_LABEL
+
+    device = torch.device("cpu" if smoke else "cuda")
+    dtype = torch.float32 if smoke else torch.float16
+    size = 64 if smoke else 512
+    if smoke:
+        frames = min(frames, 10)
+    pipe = build_components(device, dtype, smoke=smoke)
+    inference = InferenceConfig(height=size, width=size, num_inference_steps=1)
+    label = TINY_LABEL if smoke else SD15_LABEL
+
+    def engine_for(**settings: Any) -> SD15Pipeline:
+        diffusion = DiffusionConfig(
+            model="given", device=str(device), dtype=str(dtype).removeprefix("torch."), **settings
+        )
+        engine = SD15Pipeline(diffusion, inference, pipe=pipe, label=label)
+        engine.load_model()
+        return engine
+
+    eager = engine_for()
+    embeds = eager.encode_prompt(PROMPT)
+    latents = torch.randn(eager.get_latent_shape(), device=device)
+    results: dict[str, Any] = {"model": label, "flops": count_flops(eager)}
+    rate = matmul_tflops(device, dtype, 1024 if smoke else 8192)
+    frame_tflop = results["flops"]["unet_step_tflop"] + results["flops"]["decode_tflop"]
+    results["matmul_tflops"] = rate
+    results["floor_ms_per_frame"] = frame_tflop / rate * 1000
+
+    engines: dict[str, SD15Pipeline] = {"engine eager": eager}
+    if device.type == "cuda":
+        engines["engine cuda graphs"] = engine_for(cuda_graphs=True)
+        if compile_unet:
+            engines["engine compile + cuda graphs"] = engine_for(cuda_graphs=True, compile=True)
+    figures: dict[str, dict[str, Any]] = {}
+    for name, engine in engines.items():
+        with PeakMemory(device) as peak:
+            rate_fps = fps(partial(engine.generate_batch, latents, embeds), frames)
+        figures[name] = {"fps": rate_fps, "peak_memory_mib": peak.mib}
+    fastest = engines[list(engines)[-1]]
+    stream = StreamDiffusionPipeline(fastest, StreamConfig(enable_temporal_coherence=True))
+    stream_embeds = stream.encode_prompt(PROMPT)
+    with PeakMemory(device) as peak:
+        rate_fps = fps(
+            lambda: stream.generate_frame_with_coherence(latents, stream_embeds, 0.5), frames
+        )
+    figures["stream wrapper (coherence on)"] = {"fps": rate_fps, "peak_memory_mib": peak.mib}
+
+    pipe.set_progress_bar_config(disable=True)
+
+    with PeakMemory(device) as peak:
+        rate_fps = fps(partial(plain_frame, pipe, latents, 1, prompt=PROMPT), max(frames // 4, 5))
+    figures["diffusers __call__ (prompt)"] = {"fps": rate_fps, "peak_memory_mib": peak.mib}
+    results["methods"] = figures
+    results["speedup_vs_call"] = {
+        name: row["fps"] / figures["diffusers __call__ (prompt)"]["fps"]
+        for name, row in figures.items()
+    }
+
+    host = HostTransfer(device)
+    clean = eager.denoise(latents, embeds)
+    frame = torch.zeros(1, size, size, 4, dtype=torch.uint8, device=device)
+    repeats = 5 if smoke else 50
+    results["stages_ms"] = {
+        "unet step (eager)": time_ms(
+            lambda: eager.denoise(latents, embeds), device, repeats=repeats, warmup=2
+        ),
+        "decode + uint8 + copy (eager)": time_ms(
+            lambda: eager.decode(clean), device, repeats=repeats, warmup=2
+        ),
+        "copy to host": time_ms(
+            lambda: host.fetch(frame, reused=True), device, repeats=repeats, warmup=2
+        ),
+        "prompt encoding (once per prompt)": time_ms(
+            lambda: eager.encode_prompt(PROMPT), device, repeats=repeats, warmup=2
+        ),
+    }
+    results["conditions"] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "dtype": str(dtype),
+        "size": f"{size}x{size}",
+        "steps": 1,
+        "batch": 1,
+        "frames_timed": frames,
+        "smoke": smoke,
+        "scheduler": type(pipe.scheduler).__name__,
+        "channels_last": eager.diffusion_config.channels_last,
+        "cuda": torch.version.cuda,
+        **versions(),
+    }
+    return results
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"model: {results['model']}")
+    print(f"{'method':<34} {'fps':>8} {'ms/frame':>9} {'x call':>7} {'peak MiB':>9}")
+    for name, row in results["methods"].items():
+        speedup = results["speedup_vs_call"][name]
+        memory = row.get("peak_memory_mib")
+        shown = f"{memory:>9.0f}" if memory is not None else f"{'-':>9}"
+        print(f"{name:<34} {row['fps']:>8.1f} {1000 / row['fps']:>9.2f} {speedup:>7.1f} {shown}")
+    print("stages (ms):")
+    for name, ms in results["stages_ms"].items():
+        print(f"  {name:<36} {ms:>8.3f}")
+    flops = results["flops"]
+    print(
+        f"floor: unet {flops['unet_step_tflop']:.3f} + decode {flops['decode_tflop']:.3f} TFLOP "
+        f"at {results['matmul_tflops']:.1f} TFLOP/s = {results['floor_ms_per_frame']:.3f} ms/frame"
+    )
+    conditions = results["conditions"]
+    print(f"conditions: {conditions['device']} {conditions['dtype']} {conditions['size']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--cpu-smoke", action="store_true", help="tiny model, 64x64, on the cpu")
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not args.cpu_smoke and not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here, nothing measured (--cpu-smoke checks the script)")
+        return 0
+    results = run(smoke=args.cpu_smoke, frames=args.frames, compile_unet=args.compile)
+    print_table(results)
+    out = args.out
+    if out is None and not args.cpu_smoke:
+        slug = re.sub(r"[^a-z0-9]+", "_", results["conditions"]["device"].lower()).strip("_")
+        out = RESULTS / f"gpu_{slug}.json"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written: {out}")
+    return 0
+
+
+class PeakMemory:
+    """Resets the device's peak memory on entry; ``mib`` holds the peak after exit (cuda only)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mib: float | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,457 @@
+"""Stable Diffusion 1.x / 2.x (and the tiny model) on diffusers, driven without ``__call__``.
+
+Loading follows ``diffusion.model`` (:mod:`engine.diffusion.loading`), fuses an accelerator
+LoRA, picks the few-step scheduler, swaps in TAESD and moves everything to the device in its
+dtype. Per frame, the hot path calls the unet and the decoder directly with timesteps and noise
+levels computed once (:mod:`engine.diffusion.schedule`), converts to RGBA ``uint8`` on the
+device and makes one host copy: half of a plain ``StableDiffusionPipeline.__call__`` on small
+models is overhead this skips. On CUDA the whole step can be captured as a CUDA graph
+(``diffusion.cuda_graphs``) and copied out through a pinned buffer; elsewhere those settings
+log and fall back to the eager step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.config import DiffusionConfig, InferenceConfig
+from engine.diffusion.base import BaseDiffusionPipeline, Frames, RenderResult
+from engine.diffusion.cuda_graphs import GraphRunner, cuda_graphs_usable
+from engine.diffusion.device import resolve_device, resolve_dtype
+from engine.diffusion.host import HostTransfer
+from engine.diffusion.loading import (
+    check_sd_architecture,
+    fuse_lora,
+    load_sd_pipeline,
+    load_tiny_vae,
+    resolve_model_source,
+)
+from engine.diffusion.schedule import (
+    PredictionType,
+    StepSchedule,
+    auto_scheduler_kind,
+    build_step_schedule,
+    make_scheduler,
+)
+from engine.diffusion.tiny import TINY_LABEL, TINY_MODEL
+from engine.errors import ModelError, RenderError
+
+log = logging.getLogger(__name__)
+
+# schedules kept per (steps, strength); music-driven strengths are rounded to this many digits
+_SCHEDULE_CACHE = 64
+_STRENGTH_DIGITS = 3
+
+FrameStep = Any  # the per-frame tensor function, eager or compiled
+# its arguments: latents, embeds, schedule table, init latents, uncond embeds, guidance scale
+StepArgs = tuple[
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor | None,
+    torch.Tensor | None,
+    torch.Tensor | None,
+]
+
+
+class SD15Pipeline(BaseDiffusionPipeline):
+    """An SD 1.x/2.x-layout diffusers model (or the built-in ``tiny``) as a frame renderer.
+
+    ``pipe`` is the underlying ``StableDiffusionPipeline`` (same components; loading is lazy,
+    on first use or :meth:`load_model`). ``inference_config`` is read at every call: a change
+    of steps or guidance applies at the next frame.
+    """
+
+    def __init__(
+        self,
+        diffusion_config: DiffusionConfig,
+        inference_config: InferenceConfig,
+        *,
+        pipe: Any = None,
+        label: str | None = None,
+    ):
+        """``pipe``: an already-built diffusers SD pipeline to drive instead of loading
+        ``diffusion.model`` (benchmarks of random-weight architectures, embedding); ``label``
+        names it for users."""
+        self.diffusion_config = diffusion_config
+        self.inference_config = inference_config
+        self.device = resolve_device(diffusion_config.device)
+        self.dtype = resolve_dtype(diffusion_config.dtype, self.device)
+        self.is_untrained = pipe is None and diffusion_config.model == TINY_MODEL
+        if label is not None:
+            self.model_label = label
+        elif pipe is not None:
+            self.model_label = f"{type(pipe).__name__} (given)"
+        else:
+            self.model_label = TINY_LABEL if self.is_untrained else diffusion_config.model
+        self._given = pipe
+        self._pipe: Any = None
+        self._prediction: PredictionType = "epsilon"
+        self._schedules: OrderedDict[tuple[int, float], StepSchedule] = OrderedDict()
+        self._uncond: torch.Tensor | None = None
+        self._frame_step: FrameStep = self._frame
+        self._graphs: GraphRunner | None = None
+        self._host = HostTransfer(self.device)
+
+    # loading
+
+    @property
+    def pipe(self) -> Any:
+        """The diffusers ``StableDiffusionPipeline`` (loads the model if needed)."""
+        self.load_model()
+        return self._pipe
+
+    @property
+    def uses_cuda_graphs(self) -> bool:
+        """Whether frames go through a captured CUDA graph."""
+        return self._graphs is not None
+
+    def load_model(self) -> None:
+        if self._pipe is not None:
+            return
+        from diffusers import AutoencoderTiny
+
+        cfg, inference = self.diffusion_config, self.inference_config
+        if self._given is not None:
+            pipe = self._given
+            check_sd_architecture(pipe, self.model_label)
+        else:
+            pipe = load_sd_pipeline(
+                resolve_model_source(cfg.model),
+                dtype=self.dtype,
+                local_files_only=cfg.local_files_only,
+                seed=cfg.seed,
+                height=inference.height,
+                width=inference.width,
+            )
+        if cfg.lora:
+            fuse_lora(pipe, cfg.lora, cfg.lora_scale, local_files_only=cfg.local_files_only)
+        pipe.scheduler = make_scheduler(
+            pipe.scheduler, auto_scheduler_kind(cfg.scheduler, cfg.model, cfg.lora)
+        )
+        if cfg.use_tiny_vae and not isinstance(pipe.vae, AutoencoderTiny):
+            pipe.vae = load_tiny_vae(
+                cfg.tiny_vae, dtype=self.dtype, local_files_only=cfg.local_files_only
+            )
+        try:
+            pipe.to(self.device)
+            for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+                # cast only what differs: loaders already honour torch_dtype, and diffusers
+                # warns on every dtype cast
+                if module.dtype != self.dtype:
+                    module.to(dtype=self.dtype)
+        except (RuntimeError, TypeError) as exc:
+            raise ModelError(
+                f"model {self.model_label}: cannot move to {self.device} as {self.dtype} ({exc})"
+            ) from exc
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+            module.eval().requires_grad_(False)
+        if cfg.channels_last:
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+        pipe.set_progress_bar_config(disable=True)
+        self._pipe = pipe
+        self._prediction = pipe.scheduler.config.prediction_type
+        self._setup_fast_path()
+        log.info(
+            "loaded %s on %s (%s), scheduler %s",
+            self.model_label,
+            self.device,
+            self.dtype,
+            type(pipe.scheduler).__name__,
+        )
+
+    def _setup_fast_path(self) -> None:
+        cfg = self.diffusion_config
+        if cfg.compile:
+            self._frame_step = torch.compile(self._frame, dynamic=False)
+        if cfg.cuda_graphs:
+            if cuda_graphs_usable(self.device):
+                self._graphs = GraphRunner(self._frame_step, self.device)
+            else:
+                log.warning(
+                    "diffusion.cuda_graphs needs a CUDA device; on %s the frame step runs eagerly",
+                    self.device,
+                )
+        if cfg.compile or self._graphs is not None:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile and capture now, not on the first live frame; fall back to eager on failure."""
+        latents = torch.zeros(self.get_latent_shape(), device=self.device)
+        embeds = self.encode_prompt("")
+        try:
+            self.render(latents, embeds)
+        except Exception as exc:  # any compiler or capture failure
+            log.warning("fast path unavailable on %s, running eagerly: %s", self.device, exc)
+            self._frame_step = self._frame
+            self._graphs = None
+
+    # prompts and shapes
+
+    def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
+        texts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not texts:
+            raise RenderError("encode_prompt: no prompt given")
+        pipe = self.pipe
+        limit = min(
+            int(pipe.tokenizer.model_max_length),
+            int(pipe.text_encoder.config.max_position_embeddings),
+        )
+        tokens = pipe.tokenizer(
+            texts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            ids = tokens.input_ids.to(self.device)
+            return pipe.text_encoder(ids)[0].to(self.dtype)
+
+    def get_latent_shape(self) -> tuple[int, int, int, int]:
+        pipe = self.pipe
+        factor = int(pipe.vae_scale_factor)
+        inference = self.inference_config
+        return (
+            1,
+            int(pipe.unet.config.in_channels),
+            inference.height // factor,
+            inference.width // factor,
+        )
+
+    def supports_pooled_embeds(self) -> bool:
+        return False
+
+    def step_schedule(self, strength: float = 1.0) -> StepSchedule:
+        steps = self.inference_config.num_inference_steps
+        key = (steps, round(min(max(strength, 10.0**-_STRENGTH_DIGITS), 1.0), _STRENGTH_DIGITS))
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            schedule = build_step_schedule(self.pipe.scheduler, steps, key[1], self.device)
+            self._schedules[key] = schedule
+            while len(self._schedules) > _SCHEDULE_CACHE:
+                self._schedules.popitem(last=False)
+        else:
+            self._schedules.move_to_end(key)
+        return schedule
+
+    # rendering
+
+    def render(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        *,
+        strength: float = 1.0,
+        init_latents: torch.Tensor | None = None,
+    ) -> RenderResult:
+        args = self._step_inputs(latents, prompt_embeds, strength, init_latents)
+        with torch.inference_mode():
+            if self._graphs is not None:
+                try:
+                    x0, rgba = self._graphs(*args)
+                    return RenderResult(self._host.fetch(rgba, reused=True), x0.clone())
+                except Exception as exc:  # capture failures vary by driver
+                    log.warning("cuda graph capture failed, running eagerly: %s", exc)
+                    self._graphs = None
+            x0, rgba = self._frame_step(*args)
+            return RenderResult(self._host.fetch(rgba, reused=False), x0)
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        *,
+        strength: float = 1.0,
+        init_latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        latents, embeds, table, init, uncond, guidance = self._step_inputs(
+            latents, prompt_embeds, strength, init_latents
+        )
+        schedule = StepSchedule(table, self._prediction)
+        with torch.inference_mode():
+            return self._denoise_steps(latents, embeds, schedule, init, uncond, guidance)
+
+    def decode(self, latents: torch.Tensor) -> Frames:
+        self.load_model()
+        with torch.inference_mode():
+            rgba = self._to_rgba(latents.to(self.device))
+        return self._host.fetch(rgba, reused=False)
+
+    def encode_image(self, images: Frames) -> torch.Tensor:
+        pipe = self.pipe
+        array = np.asarray(images)
+        if array.ndim == 3:
+            array = array[None]
+        inference = self.inference_config
+        expected = (inference.height, inference.width)
+        if (
+            array.ndim != 4
+            or array.dtype != np.uint8
+            or array.shape[1:3] != expected
+            or array.shape[3] not in (3, 4)
+        ):
+            raise RenderError(
+                f"encode_image: images must be uint8 (B, {expected[0]}, {expected[1]}, 3 or 4), "
+                f"got {array.dtype} {array.shape}"
+            )
+        with torch.inference_mode():
+            pixels = torch.from_numpy(np.ascontiguousarray(array[..., :3])).to(self.device)
+            pixels = pixels.permute(0, 3, 1, 2).to(self.dtype) / 127.5 - 1.0
+            encoded = pipe.vae.encode(pixels)
+            raw = encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
+            config = pipe.vae.config
+            shift = float(getattr(config, "shift_factor", None) or 0.0)
+            return (raw.float() - shift) * float(config.scaling_factor)
+
+    def predict_x0(
+        self,
+        samples: torch.Tensor,
+        step_indices: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        schedule: StepSchedule,
+    ) -> torch.Tensor:
+        self.load_model()
+        uncond, guidance = self._guidance()
+        with torch.inference_mode():
+            samples = samples.to(self.device, torch.float32)
+            indices = step_indices.to(self.device)
+            embeds = prompt_embeds.to(self.device, self.dtype)
+            output = self._unet(samples, schedule.timestep(indices), embeds, uncond, guidance)
+            return schedule.clean(samples, output, indices)
+
+    # the per-frame tensor functions (no host synchronisation: graph- and compile-safe)
+
+    def _frame(
+        self,
+        latents: torch.Tensor,
+        embeds: torch.Tensor,
+        table: torch.Tensor,
+        init: torch.Tensor | None,
+        uncond: torch.Tensor | None,
+        guidance: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        schedule = StepSchedule(table, self._prediction)
+        x0 = self._denoise_steps(latents, embeds, schedule, init, uncond, guidance)
+        return x0, self._to_rgba(x0)
+
+    def _denoise_steps(
+        self,
+        noise: torch.Tensor,
+        embeds: torch.Tensor,
+        schedule: StepSchedule,
+        init: torch.Tensor | None,
+        uncond: torch.Tensor | None,
+        guidance: torch.Tensor | None,
+    ) -> torch.Tensor:
+        sample = schedule.start(noise, init)
+        x0 = sample
+        for step in range(schedule.steps):
+            output = self._unet(sample, schedule.timestep(step), embeds, uncond, guidance)
+            x0 = schedule.clean(sample, output, step)
+            if step + 1 < schedule.steps:
+                # re-noised with the frame's own noise, so a frame is a function of its latent
+                sample = schedule.renoise(x0, noise, step + 1)
+        return x0
+
+    def _unet(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        embeds: torch.Tensor,
+        uncond: torch.Tensor | None,
+        guidance: torch.Tensor | None,
+    ) -> torch.Tensor:
+        batch = sample.shape[0]
+        if embeds.shape[0] != batch:
+            embeds = embeds.expand(batch, -1, -1)
+        model_input = sample.to(self.dtype)
+        if uncond is not None:
+            model_input = torch.cat([model_input, model_input])
+            embeds = torch.cat([uncond.expand(batch, -1, -1), embeds])
+            if timestep.ndim:
+                timestep = torch.cat([timestep, timestep])
+        output = self._pipe.unet(
+            model_input, timestep, encoder_hidden_states=embeds, return_dict=False
+        )[0].float()
+        if uncond is None or guidance is None:
+            return output
+        unconditional, conditional = output.chunk(2)
+        return unconditional + guidance * (conditional - unconditional)
+
+    def _to_rgba(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self._pipe.vae
+        shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        scaled = latents / float(vae.config.scaling_factor) + shift
+        image = vae.decode(scaled.to(self.dtype), return_dict=False)[0]
+        rgb = image.float().add(1.0).mul(127.5).round().clamp(0.0, 255.0).to(torch.uint8)
+        rgba = F.pad(rgb, (0, 0, 0, 0, 0, 1), value=255)
+        return rgba.permute(0, 2, 3, 1).contiguous()
+
+    # input checks
+
+    def _step_inputs(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        strength: float,
+        init_latents: torch.Tensor | None,
+    ) -> StepArgs:
+        """The per-frame step's arguments (see :meth:`_frame`), checked and on the device."""
+        latents, embeds, init = self._inputs(latents, prompt_embeds, strength, init_latents)
+        schedule = self.step_schedule(strength if init is not None else 1.0)
+        uncond, guidance = self._guidance()
+        return latents, embeds, schedule.table, init, uncond, guidance
+
+    def _inputs(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        strength: float,
+        init_latents: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        shape = self.get_latent_shape()
+        if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
+            raise RenderError(
+                f"latents: expected (B, {shape[1]}, {shape[2]}, {shape[3]}), "
+                f"got {tuple(latents.shape)}"
+            )
+        batch = latents.shape[0]
+        hidden = int(self._pipe.text_encoder.config.hidden_size)
+        if (
+            prompt_embeds.ndim != 3
+            or prompt_embeds.shape[0] not in (1, batch)
+            or prompt_embeds.shape[2] != hidden
+        ):
+            raise RenderError(
+                f"prompt_embeds: expected (1 or {batch}, seq, {hidden}), "
+                f"got {tuple(prompt_embeds.shape)}"
+            )
+        if not 0.0 <= strength <= 1.0:
+            raise RenderError(f"strength: {strength} is outside [0, 1]")
+        init = None
+        if strength < 1.0:
+            if init_latents is None:
+                raise RenderError("strength below 1 needs init_latents (the image to start from)")
+            if tuple(init_latents.shape) != tuple(latents.shape):
+                raise RenderError(
+                    f"init_latents: expected {tuple(latents.shape)}, got {tuple(init_latents.shape)}"
+                )
+            init = init_latents.to(self.device, torch.float32)
+        return (
+            latents.to(self.device, torch.float32),
+            prompt_embeds.to(self.device, self.dtype),
+            init,
+        )
+
+    def _guidance(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Classifier-free guidance inputs (the empty prompt's embeddings and the scale)."""
+        scale = self.inference_config.guidance_scale
+        if scale <= 1.0:
+            return None, None
+        if self._uncond is None:
+            self._uncond = self.encode_prompt("")
+        return self._uncond, torch.tensor(scale, device=self.device)
