@@ -99,9 +99,9 @@ def test_unknown_preset_lists_choices() -> None:
 
 
 def test_malformed_override() -> None:
-    with pytest.raises(ConfigError, match="section.field"):
+    with pytest.raises(ConfigError, match=r"section\.field"):
         PipelineConfig().with_overrides(["width"])
-    with pytest.raises(ConfigError, match="section.field"):
+    with pytest.raises(ConfigError, match=r"section\.field"):
         PipelineConfig().with_overrides(["width=8"])
 
 
