@@ -143,20 +143,43 @@ class Conductor:
         self._last_frame = frame
         return frame
 
+    def execute_batch(self, requests: Sequence[FrameRequest]) -> list[Frame]:
+        """Run the model once for several consecutive planned frames (offline renders)."""
+        if len(requests) == 1 or any(r.controls.pause for r in requests):
+            return [self.execute(r) for r in requests]
+        with get_profiler().profile("generate"):
+            images = self.stream.generate_frames_with_coherence(
+                torch.cat([r.latent for r in requests]),
+                torch.cat([r.prompt_embeds for r in requests]),
+                [r.energy for r in requests],
+            )
+        self.frames_rendered += len(requests)
+        frames = [Frame(image, r.index, r.time) for image, r in zip(images, requests, strict=True)]
+        self._last_frame = frames[-1]
+        return frames
+
     def render_features(
         self,
         features: AudioFeatures,
         *,
         frames: Sequence[int] | None = None,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[Frame]:
-        """Render a whole song (or the given frame indices) in order, from a clean state."""
+        """Render a whole song (or the given frame indices) in order, from a clean state.
+
+        Frames are planned one by one (the same path as live) and rendered ``batch_size`` at a
+        time (default ``inference.batch_size``); the same seed gives the same frames.
+        """
         self.reset()
-        indices = range(features.num_frames) if frames is None else frames
-        for i in indices:
-            yield self.render(features.state_at_frame(i), i)
+        indices = list(range(features.num_frames) if frames is None else frames)
+        size = max(1, batch_size or self.config.inference.batch_size)
+        for start in range(0, len(indices), size):
+            chunk = indices[start : start + size]
+            requests = [self.plan(features.state_at_frame(i), i) for i in chunk]
+            yield from self.execute_batch(requests)
             if progress is not None:
-                progress(1)
+                progress(len(chunk))
 
     def _apply_stream_settings(self, values: LiveControls) -> None:
         self.stream.update_settings(

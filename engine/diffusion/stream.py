@@ -163,6 +163,58 @@ class StreamDiffusionPipeline:
         self.frames_generated += 1
         return frame
 
+    def generate_frames_with_coherence(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        music_energies: list[float],
+    ) -> list[Frame]:
+        """Several consecutive frames at once (offline renders), same maths as frame by frame.
+
+        Temporal coherence only needs the previous *input* latent, so it is applied in order
+        and the model then runs once on the whole batch. Modes that need the previous *output*
+        (img2img feedback, the similarity filter, the multi-step stream batch) fall back to
+        one frame per call.
+        """
+        count = latents.shape[0]
+        if prompt_embeds.shape[0] != count or len(music_energies) != count:
+            raise RenderError(
+                f"batch of {count} latents needs as many prompt embeddings and energies, got "
+                f"{prompt_embeds.shape[0]} and {len(music_energies)}"
+            )
+        cfg = self.stream_config
+        sequential = (
+            cfg.img2img_feedback
+            or cfg.enable_similarity_filter
+            or (cfg.use_stream_batch and self.base.step_schedule(1.0).steps > 1)
+        )
+        if sequential or count == 1:
+            return [
+                self.generate_frame_with_coherence(latents[i : i + 1], prompt_embeds[i : i + 1], e)
+                for i, e in enumerate(music_energies)
+            ]
+        blended = []
+        for i, music_energy in enumerate(music_energies):
+            latent = self._check_latent(latents[i : i + 1])
+            if self._prev_latent is not None and self._prev_latent.shape != latent.shape:
+                self.reset()
+            if cfg.enable_temporal_coherence and self._prev_latent is not None:
+                ratio = cfg.temporal_blend_ratio * (1.0 - _energy(music_energy))
+                if ratio > 0.0:
+                    latent = slerp(latent, self._prev_latent, ratio)
+            self._prev_latent = latent
+            blended.append(latent)
+        batch = torch.cat(blended)
+        result = self.base.render(batch, prompt_embeds)
+        frames = [np.ascontiguousarray(frame) for frame in result.frames]
+        self._prev_frame = frames[-1]
+        self._prev_clean = result.latents[-1:]
+        self._reference = (blended[-1], prompt_embeds[-1:])
+        self._skips_in_row = 0
+        self.last_skipped = False
+        self.frames_generated += count
+        return frames
+
     # the render paths
 
     def _render(
