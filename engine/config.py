@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import ConfigError
-from osc_schema.controls import CHROMA_PROMPT_DEFAULTS
+from osc_schema.controls import CHROMA_PROMPT_DEFAULTS, check_twelve_prompts
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,12 +172,7 @@ class PromptConfig(_Section):
     chroma_weight: float = Field(0.3, ge=0, le=1, description="share of the chroma prompts")
     smoothing: float = Field(0.8, ge=0, lt=1, description="temporal smoothing of the weights")
 
-    @field_validator("chroma_prompts")
-    @classmethod
-    def _twelve(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(value) != 12:
-            raise ValueError(f"needs 12 prompts (one per pitch class), got {len(value)}")
-        return value
+    _twelve = field_validator("chroma_prompts")(check_twelve_prompts)
 
 
 class ProfilingConfig(_Section):

@@ -32,6 +32,13 @@ CHROMA_PROMPT_DEFAULTS: tuple[str, ...] = (
 )
 
 
+def check_twelve_prompts(value: tuple[str, ...]) -> tuple[str, ...]:
+    """One prompt per pitch class, C to B, or a ValueError that says how many came."""
+    if len(value) != 12:
+        raise ValueError(f"needs 12 prompts (one per pitch class), got {len(value)}")
+    return value
+
+
 def _osc(address: str, unit: str = "", access: str = "rw") -> JsonDict:
     return {"osc": address, "unit": unit, "access": access}
 
@@ -116,9 +123,4 @@ class LiveControls(BaseModel):
         json_schema_extra=_osc("/hamba/pause"),
     )
 
-    @field_validator("chroma_prompts")
-    @classmethod
-    def _twelve(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(value) != 12:
-            raise ValueError(f"needs 12 prompts (one per pitch class), got {len(value)}")
-        return value
+    _twelve = field_validator("chroma_prompts")(check_twelve_prompts)

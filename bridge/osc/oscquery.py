@@ -20,13 +20,13 @@ import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bridge.osc.feedback import FeedbackSender
 from engine.controls import ControlStore
 from engine.errors import ControlError
+from engine.lifecycle import StartsOnEnter
 from osc_schema.export import find_node, oscquery_namespace
 from osc_schema.schema import values_of
 
@@ -57,7 +57,7 @@ ADVERTISE_TIMEOUT = 5.0
 """Seconds stop() waits for the advertising thread to withdraw the services."""
 
 
-class OscQueryServer:
+class OscQueryServer(StartsOnEnter):
     """Serves the OSCQuery namespace of ``store`` over HTTP (a thread per request).
 
     ``http_port=0`` binds a free port (:attr:`http_port` holds the bound one once started).
@@ -132,18 +132,6 @@ class OscQueryServer:
         if self._http_thread is not None:
             self._http_thread.join(timeout=5)
             self._http_thread = None
-
-    def __enter__(self) -> OscQueryServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- content -----------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ import socketserver
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from pythonosc.dispatcher import Dispatcher
@@ -37,6 +36,7 @@ from bridge.osc.throttle import LogThrottle
 from bridge.osc.wire import Reply, Sender, encode_reply, wire_problem
 from engine.controls import ControlStore, preset_controls
 from engine.errors import ControlError
+from engine.lifecycle import StartsOnEnter
 from osc_schema.schema import (
     ERROR,
     SUBSCRIBE,
@@ -69,7 +69,7 @@ class ServerStats:
     malformed: int = 0
 
 
-class OscServer:
+class OscServer(StartsOnEnter):
     """Listens for OSC on UDP (and optionally TCP) and applies valid messages to ``store``.
 
     ``port=0`` (or ``tcp_port=0``) binds a free port; :attr:`port` and :attr:`tcp_port` hold the
@@ -141,18 +141,6 @@ class OscServer:
             thread.join(timeout=5)
         self._udp = self._tcp = None
         self._threads = []
-
-    def __enter__(self) -> OscServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _tcp_note(self) -> str:
         return f", TCP on port {self.tcp_port}" if self._tcp is not None else ""

@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bridge.outputs.publisher import ClosesOnExit, FramePublisher, RGBAImage, validate_frame
+from bridge.outputs.publisher import FramePublisher, RGBAImage, validate_frame
 from engine.errors import OutputError
+from engine.lifecycle import ClosesOnExit
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import OutputError
+from engine.lifecycle import ClosesOnExit
 
 RGBAImage = npt.NDArray[np.uint8]
 
@@ -107,24 +108,6 @@ def _float_to_uint8(frame: np.ndarray) -> RGBAImage:
     scaled = np.multiply(frame, 255.0, dtype=np.float32)
     scaled += 0.5
     return np.ascontiguousarray(scaled, dtype=np.uint8)
-
-
-class ClosesOnExit:
-    """``with thing:`` calls ``thing.close()`` on the way out, however the block ends."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self: _C) -> _C:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class PublisherBase(ClosesOnExit, ABC):

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.outputs.publisher import ClosesOnExit, PublisherBase, RGBAImage
+from bridge.outputs.publisher import PublisherBase, RGBAImage
 from engine.errors import OutputError
+from engine.lifecycle import ClosesOnExit
 
 MAGIC = b"HAMBAFRM"
 VERSION = 1

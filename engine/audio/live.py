@@ -17,7 +17,7 @@ import time as _time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from engine.audio.analyzer import load_audio
 from engine.audio.types import FloatArray
 from engine.config import AudioConfig
 from engine.errors import AudioError
+from engine.lifecycle import StartsOnEnter
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class RingBuffer:
         return out
 
 
-class AudioSource(abc.ABC):
+class AudioSource(StartsOnEnter, abc.ABC):
     """Where real-time audio comes from: mono float32 at ``sample_rate``, in ``block_size`` blocks."""
 
     sample_rate: int
@@ -267,18 +268,6 @@ class AudioSource(abc.ABC):
     def _wait_hint(self) -> float:
         """How long to sleep while a block fills (a quarter of a block by default)."""
         return 0.25 * self.block_size / self.sample_rate
-
-    def __enter__(self) -> AudioSource:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class LiveAudioSource(AudioSource):
