@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/hamba run --audio $(DEMO) --model tiny --output shm --output file:out/demo.mp4 --duration 8
+	$(VENV)/bin/hamba run --audio $(DEMO) --model tiny --width 256 --height 256 --output shm --output file:out/demo.mp4 --duration 8 $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check engine bridge osc_schema tests benchmarks scripts
