@@ -182,7 +182,13 @@ class Daemon:
         stats = self.stats
         latency = self._warm_up()  # running estimate of render time, for look-ahead
         fps_window: list[float] = []
-        next_status = time.monotonic() + self.options.status_interval
+        # a terminal gets a live line; a log file gets a line every few seconds
+        status_every = (
+            self.options.status_interval
+            if self._status_stream.isatty()
+            else max(5.0, self.options.status_interval)
+        )
+        next_status = time.monotonic() + status_every
         music.start()
         stats.started = time.monotonic()
         while not self.stop_event.is_set():
@@ -217,7 +223,7 @@ class Daemon:
             feedback.send_frame(state, fps=stats.fps, frame=index)
             if wall >= next_status:
                 self._print_status(state.beat_count, state.tempo)
-                next_status = wall + self.options.status_interval
+                next_status = wall + status_every
         self._print_status(final=True)
 
     def _warm_up(self) -> float:
