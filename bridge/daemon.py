@@ -31,7 +31,7 @@ from engine.config import PipelineConfig
 from engine.controls import ControlStore
 from engine.diffusion.base import create_pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
-from engine.errors import ConfigError
+from engine.errors import ConfigError, HambaError
 from engine.profiling.profiler import configure_profiler, get_profiler
 from engine.render import Conductor, controls_from_config
 
@@ -48,6 +48,7 @@ class RunStats:
     frames: int = 0
     dropped: int = 0
     held: int = 0
+    errors: int = 0
     render_ms: float = 0.0
     fps: float = 0.0
     last_index: int = -1
@@ -206,7 +207,16 @@ class Daemon:
                 stats.dropped += index - stats.last_index - 1
             started = time.perf_counter()
             state = music.state_at(index, index * period)
-            frame = conductor.render(state, index)
+            try:
+                frame = conductor.render(state, index)
+            except HambaError as exc:
+                # a show must go on: report, keep the last picture, try again next frame
+                stats.errors += 1
+                if stats.errors == 1 or stats.errors % 100 == 0:
+                    log.error("frame %d failed (%d so far): %s", index, stats.errors, exc)
+                stats.last_index = index
+                self.stop_event.wait(period)
+                continue
             outputs.publish(frame.image, frame.index, frame.time)
             elapsed = time.perf_counter() - started
             # a slow ema: one preempted frame must not swing the look-ahead
