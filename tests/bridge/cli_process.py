@@ -10,6 +10,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
+# the built-in model at its smallest useful size: fast enough for every cli test
+TINY_64 = ("--model", "tiny", "--width", "64", "--height", "64")
+
 
 def hamba_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "bridge.cli", *args]

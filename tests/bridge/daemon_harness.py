@@ -19,7 +19,7 @@ from pythonosc.osc_packet import OscPacket
 from pythonosc.udp_client import SimpleUDPClient
 
 from bridge.outputs.shm import ShmFrameReader
-from tests.bridge.cli_process import start_hamba
+from tests.bridge.cli_process import TINY_64, start_hamba
 
 T = TypeVar("T")
 
@@ -142,12 +142,7 @@ def start_daemon(
     args = [
         "run",
         *source,
-        "--model",
-        "tiny",
-        "--width",
-        "64",
-        "--height",
-        "64",
+        *TINY_64,
         "--fps",
         str(fps),
         "--name",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.bridge.cli_process import run_hamba
+from tests.bridge.cli_process import TINY_64, run_hamba
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +58,7 @@ def test_unknown_output(short_wav: Path) -> None:
             "run",
             "--audio",
             str(short_wav),
-            "--model",
-            "tiny",
-            "--width",
-            "64",
-            "--height",
-            "64",
+            *TINY_64,
             "--output",
             "hologram",
             "--osc-port",
@@ -103,12 +98,7 @@ def test_port_in_use(short_wav: Path, busy_udp_port: int) -> None:
             "run",
             "--audio",
             str(short_wav),
-            "--model",
-            "tiny",
-            "--width",
-            "64",
-            "--height",
-            "64",
+            *TINY_64,
             "--output",
             "png:" + str(short_wav.parent / "png"),
             "--osc-host",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.bridge.cli_process import run_hamba
+from tests.bridge.cli_process import TINY_64, run_hamba
 
 FPS = 8
 SECONDS = 6.0
@@ -105,12 +105,7 @@ def test_render_several_songs_into_a_folder(song: Path, tmp_path: Path) -> None:
             str(other),
             "-o",
             str(out),
-            "--model",
-            "tiny",
-            "--width",
-            "64",
-            "--height",
-            "64",
+            *TINY_64,
             "--fps",
             "4",
             "--no-progress",
