@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.audio.analyzer import AudioAnalyzer
-from engine.audio.live import FileAudioSource, LiveAudioSource
+from engine.audio.live import FileAudioSource, LiveAudioSource, resolve_input_device
 from engine.audio.streaming import StreamingAnalyzer
 from engine.audio.types import AudioFeatures, MusicState
 from engine.config import AudioConfig
@@ -107,6 +107,7 @@ class LiveMusic:
     """Live capture with streaming analysis on its own thread."""
 
     def __init__(self, device: str | int | None, config: AudioConfig) -> None:
+        resolve_input_device(device)  # an unknown device fails now, before the model loads
         self._source = LiveAudioSource(
             device=device,
             sample_rate=config.sample_rate,

@@ -139,3 +139,8 @@ def test_not_an_audio_file(tmp_path: Path) -> None:
     fake.write_text("this is text, not audio")
     result = run_hamba(["render", str(fake), "-o", str(tmp_path / "x.mp4"), "--model", "tiny"])
     assert_one_line_error(result, str(fake))
+
+
+def test_unknown_live_device() -> None:
+    result = run_hamba(["run", "--live", "NoSuchCard", *TINY_64, "--osc-port", "0"])
+    assert_one_line_error(result, "NoSuchCard")
