@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,25 @@ def exercise_controls(daemon: DaemonUnderTest, reader: ShmFrameReader) -> None:
     assert any(not np.array_equal(image, paused[0][2]) for _, _, image in resumed)
 
 
+def survive_bad_input(daemon: DaemonUnderTest, reader: ShmFrameReader) -> None:
+    """Garbage and invalid messages leave the running daemon and its state alone."""
+    blend = daemon.value("/hamba/blend")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        for junk in (
+            b"",
+            b"\x00" * 7,
+            b"/hamba/blend\x00\x00\x00\x00,f\x00",
+            b"#bundle\x00garbage",
+        ):
+            raw.sendto(junk, ("127.0.0.1", daemon.osc_port))
+    daemon.osc.send_message("/hamba/blend", 7.5)  # out of range
+    daemon.osc.send_message("/hamba/blend", "loud")  # wrong type
+    daemon.osc.send_message("/hamba/nonsense", 1)  # unknown address
+    after = collect_frames(reader, 1.0)
+    assert daemon.proc.poll() is None and len(after) >= 3
+    assert daemon.value("/hamba/blend") == blend
+
+
 def assert_clean_exit(daemon: DaemonUnderTest) -> None:
     assert daemon.stop() == 0, daemon.log.read_text()[-3000:]
     assert not (Path("/dev/shm") / segment_name(daemon.name)).exists()  # the segment is gone
@@ -127,6 +147,7 @@ def test_run_file_end_to_end(
         tempo = feedback.messages["/hamba/audio/tempo"][-1][0]
         assert tempo == pytest.approx(120, rel=0.05)
         assert len(feedback.messages["/hamba/audio/chroma"][-1]) == 12
+        survive_bad_input(daemon, reader)
         reader.close()
     finally:
         code = daemon.stop()
