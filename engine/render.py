@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from engine.audio.types import AudioFeatures, MusicState
-from engine.config import PipelineConfig
+from engine.config import PipelineConfig, preset_values
 from engine.controls import ControlStore
 from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.frame import Frame
@@ -74,6 +74,7 @@ class Conductor:
         self._prompts = PromptInterpolator(config.prompt, base.device, base.dtype)
         self._latent_shape = stream.get_latent_shape()
         self._applied_version = -1
+        self._preset: str = self.controls.values.preset
         self._chroma_key: tuple[str, ...] = ()
         self._chroma_embeds: torch.Tensor | None = None
         self._last_frame: Frame | None = None
@@ -182,12 +183,28 @@ class Conductor:
                 progress(len(chunk))
 
     def _apply_stream_settings(self, values: LiveControls) -> None:
+        if values.preset != self._preset:
+            self._apply_preset(values.preset)
         self.stream.update_settings(
             temporal_blend_ratio=values.blend,
             enable_temporal_coherence=values.coherence,
             similarity_threshold=values.similarity,
             feedback_strength=values.strength,
         )
+
+    def _apply_preset(self, name: str) -> None:
+        """Steps and the similarity filter follow the preset live; the VAE stays as loaded."""
+        defined = preset_values(name)
+        steps = defined["inference"]["num_inference_steps"]
+        base = self.stream.base
+        # a copy: the configuration the caller passed in stays as it was
+        base.inference_config = base.inference_config.model_copy(
+            update={"num_inference_steps": steps}
+        )
+        self.stream.update_settings(
+            enable_similarity_filter=defined["stream"]["enable_similarity_filter"]
+        )
+        self._preset = name
 
     def _chroma(self, prompts: tuple[str, ...]) -> torch.Tensor:
         if self._chroma_embeds is None or prompts != self._chroma_key:

@@ -42,6 +42,8 @@ class BaseDiffusionPipeline(ABC):
     dtype: torch.dtype
     is_untrained: bool
     model_label: str
+    # read at every call: a change of steps or guidance applies at the next frame
+    inference_config: InferenceConfig
 
     @abstractmethod
     def load_model(self) -> None:

@@ -117,3 +117,20 @@ def test_prompt_encoded_once_however_often_used(config: PipelineConfig) -> None:
     encoded = conductor.stream.encode_count
     list(conductor.render_features(features))
     assert conductor.stream.encode_count == encoded == 13  # the base prompt and 12 chroma prompts
+
+
+def test_preset_change_sets_steps_live(config: PipelineConfig) -> None:
+    store = ControlStore(controls_from_config(config))
+    conductor = make_conductor(config, store)
+    features = make_features(num_frames=4)
+    conductor.render(features.state_at_frame(0), 0)
+    assert conductor.stream.base.inference_config.num_inference_steps == 1
+    store.set("preset", "quality")
+    frame = conductor.render(features.state_at_frame(1), 1)
+    assert conductor.stream.base.inference_config.num_inference_steps == 4
+    assert conductor.stream.stream_config.temporal_blend_ratio == store.values.blend == 0.2
+    assert frame.image.shape == (64, 64, 4)
+    store.set("preset", "fast")
+    conductor.render(features.state_at_frame(2), 2)
+    assert conductor.stream.base.inference_config.num_inference_steps == 1
+    assert conductor.stream.stream_config.enable_similarity_filter
