@@ -5,9 +5,12 @@ step count on the same device. The engine renders batches of noise latents with 
 encoded once (``SD15Pipeline.generate_batch``, the offline path); the baseline is what a
 diffusers user writes: ``StableDiffusionPipeline.__call__`` once per frame with the prompt,
 turned into the same RGBA ``uint8`` frame. A second baseline passes precomputed prompt
-embeddings, to show how much of the gap is prompt encoding. Methods alternate within every
-round so that load from other processes falls on all of them alike; the ratio comes from one
-run.
+embeddings, to show how much of the gap is prompt encoding. A second engine whose unet carries
+a call-counting forward hook runs the unet eagerly (:mod:`engine.diffusion.traced` never
+replays a hooked module): the difference is what the CPU trace buys. Methods alternate within every round
+so that load from other processes falls on all of them alike; the ratio comes from one run.
+OpenMP's wait policy changes CPU figures a lot (passive waits, which ``hamba`` sets for the
+daemon, cost a quarter here): the conditions record it.
 
 Run: ``python -m benchmarks.bench_engine`` (``--help`` for the options). Writes
 ``benchmarks/results/engine_cpu.json`` (or ``--out``) with the conditions.
@@ -56,6 +59,10 @@ def run(
         InferenceConfig(height=size, width=size, num_inference_steps=steps),
     )
     engine.load_model()
+    untraced = SD15Pipeline(engine.diffusion_config, engine.inference_config)
+    untraced.load_model()
+    eager_calls = _CallCounter()
+    untraced.pipe.unet.register_forward_pre_hook(eager_calls)
     # the baseline gets its own copy of the same weights, untouched by the engine's set-up
     plain = build_tiny_pipeline(seed, size, size).to(engine.device)
     plain.set_progress_bar_config(disable=True)
@@ -67,9 +74,12 @@ def run(
         for start in range(0, frames_per_round, batch):
             engine.generate_batch(latents[start : start + batch], embeds)
 
-    def engine_single() -> None:
-        for i in range(frames_per_round):
-            engine.generate_batch(latents[i : i + 1], embeds)
+    def single(pipeline: SD15Pipeline) -> Callable[[], None]:
+        def frames() -> None:
+            for i in range(frames_per_round):
+                pipeline.generate_batch(latents[i : i + 1], embeds)
+
+        return frames
 
     def plain_call(**prompt: Any) -> Callable[[], None]:
         def frames() -> None:
@@ -80,21 +90,22 @@ def run(
 
     methods: dict[str, Callable[[], None]] = {
         f"engine generate_batch (batch {batch})": engine_batched,
-        "engine generate_batch (batch 1)": engine_single,
+        "engine generate_batch (batch 1)": single(engine),
         "diffusers __call__ (prompt)": plain_call(prompt=PROMPT),
         "diffusers __call__ (prompt_embeds)": plain_call(prompt_embeds=embeds),
+        "engine generate_batch (batch 1, unet untraced)": single(untraced),
     }
     for method in methods.values():  # warm-up: allocator, kernels, lazy inits
         method()
     seconds: dict[str, list[float]] = {name: [] for name in methods}
-    load_before = _load_average()
+    load_before = load_average()
     with torch.inference_mode():
         for _ in range(rounds):
             for name, method in methods.items():
                 start = time.perf_counter()
                 method()
                 seconds[name].append(time.perf_counter() - start)
-    load_after = _load_average()
+    load_after = load_average()
     total_frames = rounds * frames_per_round
     figures: dict[str, dict[str, Any]] = {
         name: {
@@ -118,6 +129,9 @@ def run(
         # medians of rounds shrug off bursts of load from other processes
         "ratio_engine_batched_vs_call_median_round": figures[names[2]]["ms_per_frame_median_round"]
         / figures[names[0]]["ms_per_frame_median_round"],
+        "ratio_trace_gain_batch_1": figures[names[1]]["fps"] / figures[names[4]]["fps"],
+        "traced_unet_signatures": engine.traced_unet_signatures,
+        "untraced_unet_eager_calls": eager_calls.calls,
         "conditions": {
             "device": str(engine.device),
             "dtype": str(engine.dtype),
@@ -129,6 +143,7 @@ def run(
             "scheduler": type(engine.pipe.scheduler).__name__,
             "channels_last": engine.diffusion_config.channels_last,
             "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "load_average_before": load_before,
             "load_average_after": load_after,
             **versions(),
@@ -155,10 +170,10 @@ def versions() -> dict[str, Any]:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{'method':<40} {'fps':>8} {'ms/frame':>9} {'median round ms/frame':>22}")
+    print(f"{'method':<48} {'fps':>8} {'ms/frame':>9} {'median round ms/frame':>22}")
     for name, row in results["methods"].items():
         print(
-            f"{name:<40} {row['fps']:>8.1f} {row['ms_per_frame']:>9.1f} "
+            f"{name:<48} {row['fps']:>8.1f} {row['ms_per_frame']:>9.1f} "
             f"{row['ms_per_frame_median_round']:>22.1f}"
         )
     print(f"engine (batched) / diffusers call:      {results['ratio_engine_batched_vs_call']:.2f}x")
@@ -167,10 +182,12 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"engine (batched) / call with embeds:    {ratio:.2f}x")
     ratio = results["ratio_engine_batched_vs_call_median_round"]
     print(f"engine (batched) / call, median rounds: {ratio:.2f}x")
+    print(f"traced / untraced unet (batch 1):       {results['ratio_trace_gain_batch_1']:.2f}x")
     conditions = results["conditions"]
     print(
         f"conditions: {conditions['device']} {conditions['dtype']} {conditions['size']} "
-        f"{conditions['steps']} step(s), {conditions['torch_threads']} threads, "
+        f"{conditions['steps']} step(s), {conditions['torch_threads']} threads "
+        f"(OMP_WAIT_POLICY {conditions['omp_wait_policy']}), "
         f"{conditions['cpu']}, load {conditions['load_average_before']} -> "
         f"{conditions['load_average_after']}"
     )
@@ -197,10 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print_table(results)
     if not args.no_write:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"written: {args.out}")
+        write_results(results, args.out)
     return 0
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """Write a benchmark's results as indented JSON (folders made as needed) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {out}")
 
 
 def plain_frame(pipe: Any, latents: torch.Tensor, steps: int, **prompt: Any) -> np.ndarray:
@@ -208,7 +230,8 @@ def plain_frame(pipe: Any, latents: torch.Tensor, steps: int, **prompt: Any) -> 
     height, width = (side * pipe.vae_scale_factor for side in latents.shape[-2:])
     image = pipe(
         **prompt,
-        latents=latents,
+        # diffusers moves given latents to the device but not to the unet's dtype (fp16 on a gpu)
+        latents=latents.to(pipe.device, pipe.unet.dtype),
         num_inference_steps=steps,
         guidance_scale=0.0,
         height=height,
@@ -225,7 +248,19 @@ def to_rgba(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([rgb, alpha], axis=2))
 
 
-def _load_average() -> list[float] | None:
+class _CallCounter:
+    """A forward pre-hook that counts calls; a watched unet runs eagerly (a replay would skip
+    the hook), and the count shows it did."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, _module: torch.nn.Module, _args: Any) -> None:
+        self.calls += 1
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the platform has none)."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:

@@ -269,8 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # transformers warns about optional image backends it never uses here
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    # openmp workers that spin while idle starve the audio, osc and output threads (before torch loads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # openmp workers that spin while idle starve the audio, osc and output threads (before torch
+    # loads); benchmarks measure the model alone and keep the default
+    if args.command != "bench":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="hamba %(levelname)s: %(message)s",

@@ -21,12 +21,16 @@ def test_bench_engine_runs_and_writes_its_conditions(tmp_path: Path) -> None:
         "engine generate_batch (batch 1)",
         "diffusers __call__ (prompt)",
         "diffusers __call__ (prompt_embeds)",
+        "engine generate_batch (batch 1, unet untraced)",
     }
     assert all(row["fps"] > 0 for row in results["methods"].values())
     assert results["ratio_engine_batched_vs_call"] > 0
+    # the engine replays its traced unet; the hooked one really ran eagerly, frame by frame
+    assert results["traced_unet_signatures"] >= 1
+    assert results["untraced_unet_eager_calls"] >= 2 * 2
     conditions = results["conditions"]
     assert conditions["size"] == "64x64" and conditions["device"] == "cpu"
-    assert {"torch", "diffusers", "cpu", "torch_threads"} <= set(conditions)
+    assert {"torch", "diffusers", "cpu", "torch_threads", "omp_wait_policy"} <= set(conditions)
 
 
 def test_bench_engine_refuses_a_ragged_batch() -> None:
