@@ -1,0 +1,90 @@
+"""The daemon's loop in-process: duration, pacing counters, a failing frame does not end the show."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bridge.daemon import Daemon
+from bridge.options import RunOptions
+from engine.config import PipelineConfig
+from engine.errors import ConfigError, RenderError
+from engine.render import Conductor
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sr = 22050
+    t = np.arange(sr * 3) / sr
+    path = tmp_path_factory.mktemp("song") / "tone.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
+    return path
+
+
+def make_daemon(song: Path, tmp_path: Path, **options: object) -> Daemon:
+    config = PipelineConfig().with_overrides(
+        {
+            "diffusion.model": "tiny",
+            "inference.width": 64,
+            "inference.height": 64,
+            "audio.fps": 10,
+            "audio.cache_dir": str(tmp_path / "cache"),
+        }
+    )
+    run = RunOptions.model_validate(
+        {
+            "audio": song,
+            "outputs": [f"png:{tmp_path / 'frames'}"],
+            "osc_host": "127.0.0.1",
+            "osc_port": 0,
+            "oscquery_port": None,
+            **options,
+        }
+    )
+    return Daemon(config, run)
+
+
+def test_runs_for_the_duration_and_publishes(song: Path, tmp_path: Path) -> None:
+    stats = make_daemon(song, tmp_path, duration=1.5).run()
+    written = sorted((tmp_path / "frames").glob("*.png"))
+    assert stats.frames >= 5 and len(written) == stats.frames
+    # the index follows the clock: rendered plus dropped frames cover the 15 frames of the
+    # duration, plus at most half a second (5 frames) of look-ahead
+    assert 11 <= stats.frames + stats.dropped <= 21
+
+
+def test_a_failing_frame_is_reported_and_the_show_goes_on(
+    song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection: the conductor is made to fail on frames 3 to 5 (a stand-in for a model
+    error mid-show); the loop must log it, count it and keep rendering."""
+    real_render = Conductor.render
+
+    def flaky(self: Conductor, music, index=None):  # type: ignore[no-untyped-def]
+        if index is not None and 3 <= index <= 5:
+            raise RenderError(f"injected failure at frame {index}")
+        return real_render(self, music, index)
+
+    monkeypatch.setattr(Conductor, "render", flaky)
+    stats = make_daemon(song, tmp_path, duration=1.5).run()
+    assert stats.errors >= 1
+    assert stats.last_index > 5 and stats.frames >= 5
+    assert "injected failure" in caplog.text
+
+
+def test_stop_event_ends_the_loop_quickly(song: Path, tmp_path: Path) -> None:
+    daemon = make_daemon(song, tmp_path, loop=True)
+    timer = threading.Timer(1.0, daemon.stop_event.set)
+    timer.start()
+    stats = daemon.run()  # would loop forever without the stop
+    timer.cancel()
+    assert stats.frames >= 1
+
+
+def test_needs_a_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--audio FILE or --live"):
+        Daemon(PipelineConfig(), RunOptions())
