@@ -153,6 +153,7 @@ class Conductor:
                 torch.cat([r.latent for r in requests]),
                 torch.cat([r.prompt_embeds for r in requests]),
                 [r.energy for r in requests],
+                [r.strength for r in requests],
             )
         self.frames_rendered += len(requests)
         frames = [Frame(image, r.index, r.time) for image, r in zip(images, requests, strict=True)]

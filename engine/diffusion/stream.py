@@ -139,48 +139,40 @@ class StreamDiffusionPipeline:
         """
         cfg = self.stream_config
         energy = _energy(music_energy)
-        latent = self._check_latent(latent)
-        if self._prev_latent is not None and self._prev_latent.shape != latent.shape:
-            self.reset()  # the frame size changed: nothing to blend with or feed back
-        if cfg.enable_temporal_coherence and self._prev_latent is not None:
-            ratio = cfg.temporal_blend_ratio * (1.0 - energy)
-            if ratio > 0.0:
-                latent = slerp(latent, self._prev_latent, ratio)
-        self._prev_latent = latent
+        latent = self._cohere(cfg, latent, energy)
         if self._skip(cfg, latent, prompt_embeds, energy):
             self.frames_skipped += 1
             self._skips_in_row += 1
             self.last_skipped = True
             assert self._prev_frame is not None  # _skip needs a previous frame
             return self._prev_frame
-        self._skips_in_row = 0
-        self.last_skipped = False
         result = self._render(cfg, latent, prompt_embeds, strength)
-        frame = result.frames[0]
-        self._prev_frame = frame
-        self._prev_clean = result.latents
-        self._reference = (latent, prompt_embeds)
-        self.frames_generated += 1
-        return frame
+        return self._remember(result, latent, prompt_embeds)[0]
 
     def generate_frames_with_coherence(
         self,
         latents: torch.Tensor,
         prompt_embeds: torch.Tensor,
         music_energies: list[float],
+        strengths: list[float] | None = None,
     ) -> list[Frame]:
         """Several consecutive frames at once (offline renders), same maths as frame by frame.
 
         Temporal coherence only needs the previous *input* latent, so it is applied in order
         and the model then runs once on the whole batch. Modes that need the previous *output*
         (img2img feedback, the similarity filter, the multi-step stream batch) fall back to
-        one frame per call.
+        one frame per call, each at its own ``strengths[i]`` when given.
         """
         count = latents.shape[0]
-        if prompt_embeds.shape[0] != count or len(music_energies) != count:
+        if (
+            prompt_embeds.shape[0] != count
+            or len(music_energies) != count
+            or (strengths is not None and len(strengths) != count)
+        ):
             raise RenderError(
-                f"batch of {count} latents needs as many prompt embeddings and energies, got "
-                f"{prompt_embeds.shape[0]} and {len(music_energies)}"
+                f"batch of {count} latents needs as many prompt embeddings, energies and "
+                f"strengths, got {prompt_embeds.shape[0]}, {len(music_energies)} and "
+                f"{'none' if strengths is None else len(strengths)}"
             )
         cfg = self.stream_config
         sequential = (
@@ -190,29 +182,46 @@ class StreamDiffusionPipeline:
         )
         if sequential or count == 1:
             return [
-                self.generate_frame_with_coherence(latents[i : i + 1], prompt_embeds[i : i + 1], e)
-                for i, e in enumerate(music_energies)
+                self.generate_frame_with_coherence(
+                    latents[i : i + 1],
+                    prompt_embeds[i : i + 1],
+                    energy,
+                    strength=None if strengths is None else strengths[i],
+                )
+                for i, energy in enumerate(music_energies)
             ]
-        blended = []
-        for i, music_energy in enumerate(music_energies):
-            latent = self._check_latent(latents[i : i + 1])
-            if self._prev_latent is not None and self._prev_latent.shape != latent.shape:
-                self.reset()
-            if cfg.enable_temporal_coherence and self._prev_latent is not None:
-                ratio = cfg.temporal_blend_ratio * (1.0 - _energy(music_energy))
-                if ratio > 0.0:
-                    latent = slerp(latent, self._prev_latent, ratio)
-            self._prev_latent = latent
-            blended.append(latent)
-        batch = torch.cat(blended)
-        result = self.base.render(batch, prompt_embeds)
-        frames = [np.ascontiguousarray(frame) for frame in result.frames]
-        self._prev_frame = frames[-1]
+        blended = torch.cat(
+            [
+                self._cohere(cfg, latents[i : i + 1], _energy(music_energy))
+                for i, music_energy in enumerate(music_energies)
+            ]
+        )
+        result = self.base.render(blended, prompt_embeds)
+        return self._remember(result, blended, prompt_embeds)
+
+    def _cohere(self, cfg: StreamConfig, latent: torch.Tensor, energy: float) -> torch.Tensor:
+        """Blend a new input latent toward the previous one (louder music blends less)."""
+        latent = self._check_latent(latent)
+        if self._prev_latent is not None and self._prev_latent.shape != latent.shape:
+            self.reset()  # the frame size changed: nothing to blend with or feed back
+        if cfg.enable_temporal_coherence and self._prev_latent is not None:
+            ratio = cfg.temporal_blend_ratio * (1.0 - energy)
+            if ratio > 0.0:
+                latent = slerp(latent, self._prev_latent, ratio)
+        self._prev_latent = latent
+        return latent
+
+    def _remember(
+        self, result: RenderResult, latents: torch.Tensor, embeds: torch.Tensor
+    ) -> list[Frame]:
+        """Keep the last rendered frame for skipping and feedback; the frames, in order."""
+        frames = list(result.frames)
+        self._prev_frame = frames[-1]  # the very array returned, so a skip returns it again
         self._prev_clean = result.latents[-1:]
-        self._reference = (blended[-1], prompt_embeds[-1:])
+        self._reference = (latents[-1:], embeds[-1:])
         self._skips_in_row = 0
         self.last_skipped = False
-        self.frames_generated += count
+        self.frames_generated += len(frames)
         return frames
 
     # the render paths

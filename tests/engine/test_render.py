@@ -134,3 +134,13 @@ def test_preset_change_sets_steps_live(config: PipelineConfig) -> None:
     conductor.render(features.state_at_frame(2), 2)
     assert conductor.stream.base.inference_config.num_inference_steps == 1
     assert conductor.stream.stream_config.enable_similarity_filter
+
+
+def test_batched_feedback_uses_each_frames_music_driven_strength(config: PipelineConfig) -> None:
+    feedback = config.with_overrides({"stream.img2img_feedback": True})
+    features = make_features(num_frames=8)
+    conductor = make_conductor(feedback)
+    batched = [f.image for f in conductor.render_features(features, batch_size=4)]
+    single = [f.image for f in conductor.render_features(features, batch_size=1)]
+    for a, b in zip(batched, single, strict=True):
+        np.testing.assert_array_equal(a, b)  # feedback runs frame by frame either way
