@@ -15,7 +15,8 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from types import FrameType
 from typing import TextIO
 
@@ -52,7 +53,6 @@ class RunStats:
     render_ms: float = 0.0
     fps: float = 0.0
     last_index: int = -1
-    started: float = field(default_factory=time.monotonic)
 
 
 class Daemon:
@@ -182,7 +182,7 @@ class Daemon:
         duration = self.options.duration
         stats = self.stats
         latency = self._warm_up()  # running estimate of render time, for look-ahead
-        fps_window: list[float] = []
+        fps_window: deque[float] = deque()  # wall times of the last second's frames
         # a terminal gets a live line; a log file gets a line every few seconds
         status_every = (
             self.options.status_interval
@@ -191,7 +191,6 @@ class Daemon:
         )
         next_status = time.monotonic() + status_every
         music.start()
-        stats.started = time.monotonic()
         while not self.stop_event.is_set():
             now = music.clock()
             if (duration is not None and now >= duration) or music.finished():
@@ -228,7 +227,7 @@ class Daemon:
             wall = time.monotonic()
             fps_window.append(wall)
             while fps_window and wall - fps_window[0] > 1.0:
-                fps_window.pop(0)
+                fps_window.popleft()
             stats.fps = (len(fps_window) - 1) / max(wall - fps_window[0], 1e-3)
             feedback.send_frame(state, fps=stats.fps, frame=index)
             if wall >= next_status:
