@@ -30,10 +30,8 @@ from bridge.osc.server import OscServer
 from bridge.outputs.base import OutputGroup, create_output
 from engine.config import PipelineConfig
 from engine.controls import ControlStore
-from engine.diffusion.base import create_pipeline
-from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import ConfigError, HambaError
-from engine.profiling.profiler import configure_profiler, get_profiler
+from engine.profiling.profiler import get_profiler
 from engine.render import Conductor, controls_from_config
 
 log = logging.getLogger(__name__)
@@ -93,19 +91,12 @@ class Daemon:
             self._music = FileMusic(opts.audio, config.audio, loop=opts.loop, audible=opts.audible)
         log.info("music: %s", self._music.description)
 
-        base = create_pipeline(config.diffusion, config.inference)
-        if base.is_untrained:
-            log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
-        else:
-            log.info("model: %s on %s (%s)", base.model_label, base.device, base.dtype)
-        if base.device.type == "cpu":
+        self._conductor = Conductor.from_config(config, self.controls)
+        if self._conductor.stream.base.device.type == "cpu":
             # leave a core to the audio, osc and output threads: the render must not starve them
             threads = max(1, (os.cpu_count() or 1) - 1)
             torch.set_num_threads(threads)
             log.info("cpu: %d render thread(s)", threads)
-        configure_profiler(config.profiling, base.device)
-        stream = StreamDiffusionPipeline(base, config.stream)
-        self._conductor = Conductor(stream, config, self.controls)
 
         publishers = [
             create_output(spec, name=opts.name, audio_path=opts.audio) for spec in opts.outputs

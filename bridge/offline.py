@@ -8,7 +8,6 @@ looks finished.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +17,9 @@ from tqdm import tqdm
 from bridge.outputs.base import create_output
 from engine.audio.analyzer import AudioAnalyzer
 from engine.config import PipelineConfig
-from engine.diffusion.base import create_pipeline
-from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import AudioError, ConfigError, OutputError
-from engine.profiling.profiler import configure_profiler
+from engine.profiling.profiler import get_profiler
 from engine.render import Conductor
-
-log = logging.getLogger(__name__)
 
 
 def plan_outputs(files: Sequence[Path], out: Path) -> list[Path]:
@@ -66,11 +61,7 @@ def render_songs(
     """Render each song to an mp4 with its audio; returns the written paths."""
     targets = plan_outputs(files, out)
     analyzer = AudioAnalyzer(config.audio)
-    base = create_pipeline(config.diffusion, config.inference)
-    if base.is_untrained:
-        log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
-    profiler = configure_profiler(config.profiling, base.device)
-    conductor = Conductor(StreamDiffusionPipeline(base, config.stream), config)
+    conductor = Conductor.from_config(config)
     width, height, fps = config.inference.width, config.inference.height, config.audio.fps
     written = []
     for file, target in zip(files, targets, strict=True):
@@ -97,6 +88,7 @@ def render_songs(
         partial.replace(target)
         written.append(target)
     if config.profiling.enabled:
+        profiler = get_profiler()
         profiler.print_summary()
         if config.profiling.export_path is not None:
             profiler.export_json(config.profiling.export_path)

@@ -8,6 +8,7 @@ controls once per frame, so a change lands between frames and never inside one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,12 +18,15 @@ import torch
 from engine.audio.types import AudioFeatures, MusicState
 from engine.config import PipelineConfig, preset_values
 from engine.controls import ControlStore
+from engine.diffusion.base import create_pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.frame import Frame
 from engine.latent.generator import LatentGenerator
-from engine.profiling.profiler import get_profiler
+from engine.profiling.profiler import configure_profiler, get_profiler
 from engine.prompt.interpolator import PromptInterpolator
 from osc_schema.controls import LiveControls
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +84,17 @@ class Conductor:
         self._last_frame: Frame | None = None
         self.frames_rendered = 0
         self.frames_held = 0
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig, controls: ControlStore | None = None) -> Conductor:
+        """Load the configured model and wrap it for streaming; the profiler follows the config."""
+        base = create_pipeline(config.diffusion, config.inference)
+        if base.is_untrained:
+            log.warning("model: %s: frames are abstract patterns, not pictures", base.model_label)
+        else:
+            log.info("model: %s on %s (%s)", base.model_label, base.device, base.dtype)
+        configure_profiler(config.profiling, base.device)
+        return cls(StreamDiffusionPipeline(base, config.stream), config, controls)
 
     @property
     def last_frame(self) -> Frame | None:
