@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.config import preset_values
+from engine.config import format_validation_error, preset_values
 from engine.errors import ControlError, HambaError
 from osc_schema.controls import LiveControls
 
@@ -94,11 +94,8 @@ class ControlStore:
             try:
                 new_values = LiveControls.model_validate(data)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                field = ".".join(str(p) for p in first["loc"])
-                where = source or field
-                message = first["msg"].removeprefix("Value error, ")
-                raise ControlError(f"{where}: {field} {message}") from None
+                where = f"{source}: " if source else ""
+                raise ControlError(f"{where}{format_validation_error(exc)}") from None
             self._snapshot = ControlSnapshot(current.version + 1, new_values)
             listeners = list(self._listeners)
         changed = frozenset(
