@@ -6,20 +6,16 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from tests.bridge.cli_process import TINY_64, run_hamba
+from tests.engine.audio.signals import tones, write_audio
 
 
 @pytest.fixture(scope="module")
 def short_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("audio") / "short.wav"
-    sr = 22050
-    t = np.arange(sr * 2) / sr
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
-    return path
+    return write_audio(path, tones([440.0], 2.0, 22050), 22050)
 
 
 @pytest.fixture

@@ -5,24 +5,20 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from bridge.daemon import Daemon
 from bridge.options import RunOptions
 from engine.config import PipelineConfig
 from engine.errors import ConfigError, RenderError
 from engine.render import Conductor
+from tests.engine.audio.signals import tones, write_audio
 
 
 @pytest.fixture(scope="module")
 def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sr = 22050
-    t = np.arange(sr * 3) / sr
     path = tmp_path_factory.mktemp("song") / "tone.wav"
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
-    return path
+    return write_audio(path, tones([330.0], 3.0, 22050), 22050)
 
 
 def make_daemon(song: Path, tmp_path: Path, **options: object) -> Daemon:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from bridge.outputs.shm import ShmFrameReader, segment_name
 from tests.bridge.daemon_harness import (
@@ -21,6 +20,8 @@ from tests.bridge.daemon_harness import (
     start_daemon,
     wait_for,
 )
+from tests.engine.audio.signals import click_track as click_track_samples
+from tests.engine.audio.signals import tones, write_audio
 
 FPS = 10.0
 
@@ -29,14 +30,9 @@ FPS = 10.0
 def click_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 s of 120 BPM clicks over a drone, 22.05 kHz mono."""
     sr = 22050
-    t = np.arange(sr * 8) / sr
-    signal = 0.05 * np.sin(2 * np.pi * 220 * t)
-    for beat in np.arange(0, 8, 0.5):
-        start = int(beat * sr)
-        signal[start : start + 300] += np.hanning(600)[300:] * 0.9
-    path = tmp_path_factory.mktemp("click") / "click120.wav"
-    sf.write(path, signal.astype(np.float32), sr)
-    return path
+    clicks, _ = click_track_samples(120, 8.0, sr, offset=0.0)
+    drone = tones([220.0], 8.0, sr, amplitude=0.05)
+    return write_audio(tmp_path_factory.mktemp("click") / "click120.wav", clicks + drone, sr)
 
 
 @pytest.fixture

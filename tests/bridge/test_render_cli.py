@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from tests.bridge.cli_process import TINY_64, run_hamba
+from tests.engine.audio.signals import chord, click_track, write_audio
 
 FPS = 8
 SECONDS = 6.0
@@ -22,16 +23,10 @@ SIZE = 128
 def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 s: clicks at 120 BPM over a C major chord, 22.05 kHz stereo."""
     sr = 22050
-    t = np.arange(int(sr * SECONDS)) / sr
-    chord = sum(np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0)) * 0.1
-    clicks = np.zeros_like(t)
-    for beat in np.arange(0, SECONDS, 0.5):
-        start = int(beat * sr)
-        clicks[start : start + 200] = np.hanning(400)[200:] * 0.8
-    mono = (chord + clicks).astype(np.float32)
+    clicks, _ = click_track(120, SECONDS, sr, offset=0.0)
+    mono = clicks + chord([60, 64, 67], SECONDS, sr)
     path = tmp_path_factory.mktemp("song") / "song.wav"
-    sf.write(path, np.stack([mono, mono], axis=1), sr)
-    return path
+    return write_audio(path, np.stack([mono, mono], axis=1), sr)
 
 
 def decode(path: Path) -> tuple[list[np.ndarray], float, float, float]:
