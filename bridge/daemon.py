@@ -250,9 +250,11 @@ class Daemon:
         stream = self._status_stream
         if final:
             outputs = self._outputs.stats() if self._outputs is not None else {}
-            log.info(
-                "done: %d frames, %d dropped, outputs %s", stats.frames, stats.dropped, outputs
+            per_output = "; ".join(
+                f"{name}: {o.published} published, {o.dropped} dropped, {o.errors} errors"
+                for name, o in outputs.items()
             )
+            log.info("done: %d frames, %d dropped (%s)", stats.frames, stats.dropped, per_output)
         elif stream.isatty():
             stream.write("\r" + line[:160].ljust(120))
             stream.flush()
