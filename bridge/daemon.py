@@ -220,7 +220,7 @@ class Daemon:
             while fps_window and wall - fps_window[0] > 1.0:
                 fps_window.popleft()
             stats.fps = (len(fps_window) - 1) / max(wall - fps_window[0], 1e-3)
-            feedback.send_frame(state, fps=stats.fps, frame=index)
+            feedback.send_frame(state, fps=stats.fps, frame=index, drops=stats.dropped)
             if wall >= next_status:
                 self._print_status(state.beat_count, state.tempo)
                 next_status = wall + status_every
