@@ -115,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("devices", help="audio inputs and the outputs that work on this machine")
 
     schema = sub.add_parser("osc-schema", help="export the OSC address space")
-    schema.add_argument("--format", choices=["json", "markdown", "oscquery"], default="markdown")
+    schema.add_argument(
+        "--format",
+        choices=["json", "markdown", "oscquery", "open-stage-control", "touchosc"],
+        default="markdown",
+        help="the address space, or a controller layout made from it (touchosc needs -o)",
+    )
     schema.add_argument("-o", "--out", type=Path, help="write to a file instead of stdout")
 
     check = sub.add_parser("check", help="a doctor for stage day: device, model, outputs")
@@ -209,16 +214,20 @@ def cmd_devices(_args: argparse.Namespace) -> int:
 
 
 def cmd_osc_schema(args: argparse.Namespace) -> int:
-    from osc_schema.export import export_text
+    from osc_schema.export import export_bytes, export_text
+    from osc_schema.schema import OscSchemaError
 
-    text = export_text(args.format)
-    if args.out is None:
-        print(text)
-    else:
-        try:
-            args.out.write_text(text + "\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from None
+    try:
+        if args.out is None:
+            print(export_text(args.format))
+            return 0
+        data = export_bytes(args.format)
+    except OscSchemaError as exc:
+        raise ConfigError(f"osc-schema: {exc}") from None
+    try:
+        args.out.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from None
     return 0
 
 
