@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--oscquery-port", type=int, help="OSCQuery HTTP port (default 9001)")
     run.add_argument("--no-oscquery", action="store_true", help="do not serve OSCQuery")
     run.add_argument("--feedback", action="append", metavar="HOST:PORT", help="send analysis here")
+    run.add_argument(
+        "--osc-allow",
+        action="append",
+        metavar="CIDR",
+        help="accept OSC only from these hosts/networks, e.g. 192.168.1.0/24 (repeatable)",
+    )
+    run.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        help="the control page (/ui/) and its WebSocket ask for this token",
+    )
     run.add_argument("--duration", type=float, help="stop after SECONDS")
     run.add_argument("--loop", action="store_true", help="loop the audio file")
     run.add_argument("--audible", action="store_true", help="play the audio file out loud")
@@ -170,6 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "osc_port": args.osc_port,
         "oscquery_port": args.oscquery_port,
         "feedback": args.feedback,
+        "osc_allow": args.osc_allow,
+        "control_token": args.control_token,
         "duration": args.duration,
         "preset": args.preset,
     }

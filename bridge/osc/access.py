@@ -57,3 +57,44 @@ def token_matches(expected: str | None, offered: str | None) -> bool:
 def describe_networks(networks: Sequence[Network]) -> str:
     """How the log names an allow-list: ``any host`` or the networks."""
     return "any host" if not networks else ", ".join(str(n) for n in networks)
+
+
+def interface_ips() -> list[str]:
+    """This machine's IPv4 addresses other than loopback (for logs and advertising)."""
+    import ifaddr  # zeroconf's own dependency
+
+    return [
+        str(ip.ip)
+        for adapter in ifaddr.get_adapters()
+        for ip in adapter.ips
+        if ip.is_IPv4 and not str(ip.ip).startswith("127.")
+    ]
+
+
+def exposure(
+    host: str,
+    osc_port: int,
+    http_port: int | None,
+    allow: Sequence[Network],
+    token: bool,
+) -> list[str]:
+    """What listens where and what guards it, in words, for the start-up log."""
+    wildcard = host in ("", "0.0.0.0", "::")
+    ips = interface_ips() if wildcard else []
+    where = (
+        f"all interfaces ({', '.join(ips)})" if ips else "all interfaces"
+    ) if wildcard else host  # fmt: skip
+    shown = ips[0] if ips else ("127.0.0.1" if wildcard else host)
+    guard = (
+        f"only from {describe_networks(allow)}"
+        if allow
+        else "from any host that reaches it (no --osc-allow)"
+    )
+    lines = [f"listening: OSC on UDP port {osc_port}, {where}; steering {guard}"]
+    if http_port is not None:
+        page = "asks for the token" if token else "is open to anyone (no --control-token)"
+        lines.append(
+            f"listening: control room http://{shown}:{http_port}/ui/ with OSCQuery and its"
+            f" WebSocket on port {http_port}, {where}; the page {page}"
+        )
+    return lines

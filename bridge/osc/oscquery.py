@@ -44,7 +44,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pythonosc.osc_message_builder import build_msg
 
-from bridge.osc.access import token_matches
+from bridge.osc.access import interface_ips, token_matches
 from bridge.osc.feedback import FeedbackSender
 from bridge.osc.server import OscServer
 from bridge.osc.throttle import LogThrottle
@@ -613,15 +613,3 @@ def _advertised_ips(host: str) -> list[str]:
     if host not in ("", "0.0.0.0"):
         return [socket.gethostbyname(host)]
     return interface_ips() or ["127.0.0.1"]
-
-
-def interface_ips() -> list[str]:
-    """This machine's IPv4 addresses other than loopback (for logs and advertising)."""
-    import ifaddr  # zeroconf's own dependency
-
-    return [
-        str(ip.ip)
-        for adapter in ifaddr.get_adapters()
-        for ip in adapter.ips
-        if ip.is_IPv4 and not str(ip.ip).startswith("127.")
-    ]
