@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--oscquery-port", type=int, help="OSCQuery HTTP port (default 9001)")
     run.add_argument("--no-oscquery", action="store_true", help="do not serve OSCQuery")
     run.add_argument("--feedback", action="append", metavar="HOST:PORT", help="send analysis here")
+    run.add_argument(
+        "--osc-allow",
+        action="append",
+        metavar="CIDR",
+        help="accept OSC only from these hosts/networks, e.g. 192.168.1.0/24 (repeatable)",
+    )
+    run.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        help="the control page (/ui/) and its WebSocket ask for this token",
+    )
     run.add_argument("--duration", type=float, help="stop after SECONDS")
     run.add_argument("--loop", action="store_true", help="loop the audio file")
     run.add_argument("--audible", action="store_true", help="play the audio file out loud")
@@ -115,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("devices", help="audio inputs and the outputs that work on this machine")
 
     schema = sub.add_parser("osc-schema", help="export the OSC address space")
-    schema.add_argument("--format", choices=["json", "markdown", "oscquery"], default="markdown")
+    schema.add_argument(
+        "--format",
+        choices=["json", "markdown", "oscquery", "open-stage-control", "touchosc"],
+        default="markdown",
+        help="the address space, or a controller layout made from it (touchosc needs -o)",
+    )
     schema.add_argument("-o", "--out", type=Path, help="write to a file instead of stdout")
 
     check = sub.add_parser("check", help="a doctor for stage day: device, model, outputs")
@@ -165,6 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "osc_port": args.osc_port,
         "oscquery_port": args.oscquery_port,
         "feedback": args.feedback,
+        "osc_allow": args.osc_allow,
+        "control_token": args.control_token,
         "duration": args.duration,
         "preset": args.preset,
     }
@@ -209,16 +227,20 @@ def cmd_devices(_args: argparse.Namespace) -> int:
 
 
 def cmd_osc_schema(args: argparse.Namespace) -> int:
-    from osc_schema.export import export_text
+    from osc_schema.export import export_bytes, export_text
+    from osc_schema.schema import OscSchemaError
 
-    text = export_text(args.format)
-    if args.out is None:
-        print(text)
-    else:
-        try:
-            args.out.write_text(text + "\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from None
+    try:
+        if args.out is None:
+            print(export_text(args.format))
+            return 0
+        data = export_bytes(args.format)
+    except OscSchemaError as exc:
+        raise ConfigError(f"osc-schema: {exc}") from None
+    try:
+        args.out.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from None
     return 0
 
 

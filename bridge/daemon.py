@@ -24,6 +24,7 @@ import torch
 
 from bridge.music import FileMusic, LiveMusic, MusicSource
 from bridge.options import RunOptions, parse_host_port
+from bridge.osc.access import exposure, parse_networks
 from bridge.osc.feedback import FeedbackSender
 from bridge.osc.oscquery import OscQueryServer
 from bridge.osc.server import OscServer
@@ -101,12 +102,22 @@ class Daemon:
         publishers = [
             create_output(spec, name=opts.name, audio_path=opts.audio) for spec in opts.outputs
         ]
+        room = None
+        if opts.oscquery_port is not None:
+            from bridge.web import ControlRoom
+
+            room = ControlRoom(name=opts.name)
+            if room.preview is not None:
+                publishers.append(room.preview)  # its own lane: costs the loop a queue append
         self._outputs = OutputGroup(publishers)
         self._outputs.open(config.inference.width, config.inference.height, config.audio.fps)
         log.info("outputs: %s", ", ".join(p.name for p in publishers))
 
         self._feedback = FeedbackSender([parse_host_port(t) for t in opts.feedback])
-        self._osc = OscServer(self.controls, opts.osc_host, opts.osc_port, feedback=self._feedback)
+        allow = parse_networks(opts.osc_allow)
+        self._osc = OscServer(
+            self.controls, opts.osc_host, opts.osc_port, feedback=self._feedback, allow=allow
+        )
         self._osc.start()
         if opts.oscquery_port is not None:
             self._oscquery = OscQueryServer(
@@ -116,11 +127,28 @@ class Daemon:
                 osc_port=self._osc.port,
                 name=opts.name,
                 feedback=self._feedback,
+                osc=self._osc,
+                token=opts.control_token,
+                mounts=[room] if room is not None else (),
             )
             self._oscquery.start()
+        for line in exposure(
+            opts.osc_host,
+            self._osc.port,
+            self._oscquery.http_port if self._oscquery is not None else None,
+            allow,
+            opts.control_token is not None,
+        ):
+            log.info("%s", line)
 
     def close(self) -> None:
         """Stop everything that was started, in reverse order; safe to call twice."""
+        if self._osc is not None:
+            osc = self._osc.stats
+            log.info(
+                "osc: %d packets, %d applied, %d rejected, %d malformed, %d refused (--osc-allow)",
+                *(osc.packets, osc.applied, osc.rejected, osc.malformed, osc.refused),
+            )
         for closer in (self._oscquery, self._osc):
             if closer is not None:
                 closer.stop()
@@ -220,7 +248,7 @@ class Daemon:
             while fps_window and wall - fps_window[0] > 1.0:
                 fps_window.popleft()
             stats.fps = (len(fps_window) - 1) / max(wall - fps_window[0], 1e-3)
-            feedback.send_frame(state, fps=stats.fps, frame=index)
+            feedback.send_frame(state, fps=stats.fps, frame=index, drops=stats.dropped)
             if wall >= next_status:
                 self._print_status(state.beat_count, state.tempo)
                 next_status = wall + status_every

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bridge.osc.access import parse_networks
 from engine.errors import ConfigError
 
 
@@ -34,6 +35,12 @@ class RunOptions(BaseModel):
     osc_port: int = Field(9000, ge=0, le=65535, description="OSC UDP (and TCP) port")
     oscquery_port: int | None = Field(9001, ge=0, le=65535, description="OSCQuery HTTP port")
     feedback: list[str] = Field(default_factory=list, description="HOST:PORT feedback targets")
+    osc_allow: list[str] = Field(
+        default_factory=list, description="networks OSC is accepted from (CIDR; empty: any host)"
+    )
+    control_token: str | None = Field(
+        None, min_length=1, description="token the control page and its WebSocket ask for"
+    )
     duration: float | None = Field(None, gt=0, description="stop after this many seconds")
     loop: bool = Field(False, description="loop the audio file")
     audible: bool = Field(False, description="play the file through the speakers")
@@ -45,4 +52,10 @@ class RunOptions(BaseModel):
     def _targets(cls, value: list[str]) -> list[str]:
         for spec in value:
             parse_host_port(spec)
+        return value
+
+    @field_validator("osc_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
         return value

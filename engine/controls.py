@@ -113,3 +113,9 @@ class ControlStore:
         """Call ``listener(values, changed_names)`` after every update (on the writer's thread)."""
         with self._lock:
             self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)

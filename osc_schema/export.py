@@ -20,7 +20,10 @@ TABLE_END = "<!-- osc-table:end -->"
 README = Path("README.md")
 SCHEMA_JSON = Path("docs/osc-schema.json")
 
-Format = Literal["json", "markdown", "oscquery"]
+Format = Literal["json", "markdown", "oscquery", "open-stage-control", "touchosc"]
+FORMATS: tuple[str, ...] = ("json", "markdown", "oscquery", "open-stage-control", "touchosc")
+BINARY_FORMATS = frozenset({"touchosc"})
+"""Formats whose export is bytes, not text (see :func:`export_bytes`)."""
 
 # OSCQuery ACCESS: 0 no value, 1 read only, 2 write only, 3 both
 _ACCESS = {"r": 1, "w": 2, "rw": 3}
@@ -250,8 +253,20 @@ def find_node(namespace: Mapping[str, Any], path: str) -> dict[str, Any] | None:
 # -- text and docs --------------------------------------------------------------------------------
 
 
+def export_bytes(fmt: str) -> bytes:
+    """Any export as the bytes of its file (text formats UTF-8 with a final newline)."""
+    if fmt in BINARY_FORMATS:
+        from osc_schema.layouts import layout_bytes
+
+        return layout_bytes(fmt)
+    return (export_text(fmt) + "\n").encode("utf-8")
+
+
 def export_text(fmt: str) -> str:
-    """The schema as ``json``, ``markdown`` or ``oscquery`` text (no trailing newline)."""
+    """The schema as ``json``, ``markdown``, ``oscquery`` or ``open-stage-control`` text.
+
+    No trailing newline; ``touchosc`` is binary (:func:`export_bytes`).
+    """
     if fmt == "json":
         return json.dumps(schema_dict(), indent=2, ensure_ascii=False)
     if fmt == "markdown":
@@ -261,7 +276,13 @@ def export_text(fmt: str) -> str:
         from osc_schema.schema import values_of
 
         return json.dumps(oscquery_namespace(values_of(LiveControls())), indent=2)
-    raise OscSchemaError("format", f"unknown export format {fmt!r} (json, markdown, oscquery)")
+    if fmt == "open-stage-control":
+        from osc_schema.layouts import open_stage_control_session
+
+        return json.dumps(open_stage_control_session(), indent=2)
+    if fmt in BINARY_FORMATS:
+        raise OscSchemaError("format", f"{fmt!r} is a binary file: write it with -o FILE")
+    raise OscSchemaError("format", f"unknown export format {fmt!r} ({', '.join(FORMATS)})")
 
 
 def render_readme(text: str, *, source: str = str(README)) -> str:

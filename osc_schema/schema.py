@@ -45,6 +45,7 @@ TEMPO = "/hamba/audio/tempo"
 CHROMA = "/hamba/audio/chroma"
 FPS = "/hamba/status/fps"
 FRAME = "/hamba/status/frame"
+DROPS = "/hamba/status/drops"
 ERROR = "/hamba/error"
 
 Direction = Literal["in", "out"]
@@ -296,6 +297,13 @@ _DECLARED: tuple[OscAddress, ...] = (
     ),
     OscAddress(
         FRAME, (OscArgument("index", "i", minimum=0),), "out", "r", "index of the frame published"
+    ),
+    OscAddress(
+        DROPS,
+        (OscArgument("count", "i", minimum=0),),
+        "out",
+        "r",
+        "frames dropped since the start (rendering slower than the music)",
     ),
     OscAddress(
         ERROR,

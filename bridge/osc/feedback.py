@@ -1,8 +1,10 @@
 """The feedback stream: music analysis and status sent to controllers every frame.
 
 Per frame, every target gets ``/hamba/audio/energy``, ``/hamba/audio/tempo``,
-``/hamba/audio/chroma`` (12 floats), ``/hamba/status/fps`` and ``/hamba/status/frame``, plus
-``/hamba/audio/beat`` (the beat count) on the frame a beat falls in. The rate is the frame rate:
+``/hamba/audio/chroma`` (12 floats), ``/hamba/status/fps``, ``/hamba/status/frame`` and (from
+the daemon) ``/hamba/status/drops``, plus ``/hamba/audio/beat`` (the beat count) on the frame a
+beat falls in. :meth:`FeedbackSender.send_values` sends other values once (the OSC server echoes
+control changes through it). The rate is the frame rate:
 nothing is resampled or queued. By default each message is its own datagram, the form every OSC
 receiver understands (TouchDesigner's OSC In CHOP, Resolume, TouchOSC); ``bundle=True`` packs a
 frame's messages into one bundle, one datagram per target per frame.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -27,7 +29,7 @@ from pythonosc.osc_message_builder import build_msg
 from bridge.osc.throttle import LogThrottle
 from engine.audio.types import MusicState
 from engine.errors import ControlError
-from osc_schema.schema import BEAT, CHROMA, ENERGY, FPS, FRAME, TEMPO
+from osc_schema.schema import BEAT, CHROMA, DROPS, ENERGY, FPS, FRAME, TEMPO
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +107,13 @@ class FeedbackSender:
         """The arguments last sent to each outgoing address (for OSCQuery VALUE)."""
         return self._latest
 
-    def send_frame(self, state: MusicState, *, fps: float, frame: int) -> None:
-        """Send one frame's analysis and status to every target; never raises, never blocks."""
+    def send_frame(
+        self, state: MusicState, *, fps: float, frame: int, drops: int | None = None
+    ) -> None:
+        """Send one frame's analysis and status to every target; never raises, never blocks.
+
+        ``drops`` (frames dropped so far) is sent on ``/hamba/status/drops`` when given.
+        """
         values: dict[str, tuple[Any, ...]] = {
             ENERGY: (float(state.energy),),
             TEMPO: (float(state.tempo),),
@@ -114,17 +121,28 @@ class FeedbackSender:
             FPS: (float(fps),),
             FRAME: (int(frame),),
         }
+        if drops is not None:
+            values[DROPS] = (int(drops),)
         if state.beat:
             values[BEAT] = (int(state.beat_count),)
         self._latest = MappingProxyType({**self._latest, **values})
+        if self._send(values, f"frame {frame}"):
+            self.frames_sent += 1
+
+    def send_values(self, values: Mapping[str, tuple[Any, ...]]) -> None:
+        """Send these messages once to every target (not remembered); never raises or blocks."""
+        if values:
+            self._send(dict(values), "values")
+
+    def _send(self, values: dict[str, tuple[Any, ...]], what: str) -> bool:
         targets = self._targets
         if not targets:
-            return
+            return False
         try:
             datagrams = self._encode(values)
         except Exception as exc:  # a value python-osc cannot encode must not stop the render loop
-            self._fail("feedback: cannot encode frame %d: %s", frame, exc)
-            return
+            self._fail("feedback: cannot encode %s: %s", what, exc)
+            return False
         for target in targets:
             for datagram in datagrams:
                 try:
@@ -132,7 +150,7 @@ class FeedbackSender:
                 except OSError as exc:
                     self._fail("feedback: send to %s:%d failed: %s", *target, exc)
                     break
-        self.frames_sent += 1
+        return True
 
     def close(self) -> None:
         """Release the socket; later frames are not sent."""

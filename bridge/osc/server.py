@@ -14,6 +14,11 @@ nothing, is logged (rate-limited) and answered with ``/hamba/error`` (address, r
 sender. A packet that is not OSC at all is dropped and counted, without a traceback.
 ``/hamba/preset`` replies with every value the preset set; ``/hamba/subscribe`` (port) adds the
 sender's host at that port to the feedback targets.
+
+``allow`` (``--osc-allow``) limits the hosts OSC is accepted from: a packet from any other host is
+dropped unanswered and counted (:attr:`ServerStats.refused`). Every change of a control, from
+whichever surface, is echoed to the feedback targets, so a controller's faders follow changes
+made elsewhere (the web page, another controller).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from bridge.osc.access import Network, describe_networks, host_allowed
 from bridge.osc.feedback import FeedbackSender
 from bridge.osc.tcp import TcpServer
 from bridge.osc.throttle import LogThrottle
@@ -37,6 +43,7 @@ from bridge.osc.wire import Reply, Sender, encode_reply, wire_problem
 from engine.controls import ControlStore, preset_controls
 from engine.errors import ControlError
 from engine.lifecycle import StartsOnEnter
+from osc_schema.controls import LiveControls
 from osc_schema.schema import (
     ERROR,
     SUBSCRIBE,
@@ -67,6 +74,8 @@ class ServerStats:
     applied: int = 0
     rejected: int = 0
     malformed: int = 0
+    refused: int = 0
+    """packets dropped because their host is not in the allow-list"""
 
 
 class OscServer(StartsOnEnter):
@@ -74,7 +83,8 @@ class OscServer(StartsOnEnter):
 
     ``port=0`` (or ``tcp_port=0``) binds a free port; :attr:`port` and :attr:`tcp_port` hold the
     bound ports once started. ``feedback`` receives ``/hamba/subscribe`` targets; without one
-    the server makes its own (:attr:`feedback`), so subscriptions always work.
+    the server makes its own (:attr:`feedback`), so subscriptions always work. ``allow`` lists
+    the networks OSC is accepted from (empty: any host).
     """
 
     def __init__(
@@ -85,13 +95,17 @@ class OscServer(StartsOnEnter):
         *,
         tcp_port: int | None = None,
         feedback: FeedbackSender | None = None,
+        allow: Sequence[Network] = (),
     ) -> None:
         self.store = store
         self.host = host
         self.port = port
         self.tcp_port = tcp_port
         self.feedback = feedback if feedback is not None else FeedbackSender([])
+        self.allow = tuple(allow)
         self.stats = ServerStats()
+        self.last_rejection: Reply | None = None
+        """the last ``/hamba/error`` (address, reason) any sender got (OSCQuery VALUE, LISTEN)"""
         self._stats_lock = threading.Lock()
         self._throttle = LogThrottle(log)
         self._udp: _UdpServer | None = None
@@ -127,10 +141,17 @@ class OscServer(StartsOnEnter):
             )
             thread.start()
             self._threads.append(thread)
-        log.info("osc: UDP on %s:%d%s", self.host, self.port, self._tcp_note())
+        self.store.subscribe(self._echo)
+        log.info(
+            "osc: UDP on %s%s, accepted from %s",
+            _where(self.host, self.port),
+            self._tcp_note(),
+            describe_networks(self.allow),
+        )
 
     def stop(self) -> None:
         """Stop serving and close the sockets (open TCP connections too); safe to call twice."""
+        self.store.unsubscribe(self._echo)
         for server in (self._udp, self._tcp):
             if server is not None:
                 server.shutdown()
@@ -175,8 +196,19 @@ class OscServer(StartsOnEnter):
             for entry in control_addresses(name)
         ]
 
+    def allows(self, host: str) -> bool:
+        """May ``host`` steer (is it in the allow-list, or is there none)?"""
+        return host_allowed(host, self.allow)
+
     def handle_packet(self, data: bytes, sender: Sender) -> list[Reply]:
-        """Handle every message in one packet; the replies (errors included). Never raises."""
+        """Handle every message in one packet; the replies (errors included). Never raises.
+
+        A packet from a host outside the allow-list is dropped unanswered (counted as refused).
+        """
+        if not host_allowed(sender[0], self.allow):
+            self._count(packets=1, refused=1)
+            self._throttle.warning("osc: refused a packet from %s (not in --osc-allow)", sender[0])
+            return []
         try:
             messages = [timed.message for timed in OscPacket(data).messages]
         except Exception as exc:  # python-osc raises more than ParseError on garbage
@@ -214,12 +246,31 @@ class OscServer(StartsOnEnter):
         if address == ERROR:
             # never answer an error with an error: two servers would ping-pong forever
             return []
-        return [(ERROR, (address, message.removeprefix(f"{address}: ")))]
+        reply: Reply = (ERROR, (address, message.removeprefix(f"{address}: ")))
+        self.last_rejection = reply
+        return [reply]
+
+    def _echo(self, values: LiveControls, changed: frozenset[str]) -> None:
+        # on the writer's thread: non-blocking sends to the feedback targets
+        if not changed or not self.feedback.targets:
+            return
+        current = values_of(values)
+        self.feedback.send_values(
+            {
+                entry.address: current[entry.address]
+                for name in sorted(changed)
+                for entry in control_addresses(name)
+            }
+        )
 
     def _count(self, **increments: int) -> None:
         with self._stats_lock:
             for name, amount in increments.items():
                 setattr(self.stats, name, getattr(self.stats, name) + amount)
+
+
+def _where(host: str, port: int) -> str:
+    return f"{host}:{port}" + (" (all interfaces)" if host in ("", "0.0.0.0", "::") else "")
 
 
 def _bind(factory: Callable[[], Any], transport: str, host: str, port: int) -> Any:

@@ -57,3 +57,18 @@ def test_bench_gpu_without_cuda_says_so_and_exits_cleanly(
         pytest.skip("a CUDA device is present: the script would run the full benchmark")
     assert bench_gpu.main([]) == 0
     assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_bench_web_runs_and_writes_its_conditions(tmp_path: Path) -> None:
+    from benchmarks import bench_web
+
+    out = tmp_path / "web.json"
+    argv = ["--frames", "12", "--sizes", "64", "--changes", "20", "--abandoned", "20"]
+    assert bench_web.main([*argv, "--stop-rounds", "1", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    (preview,) = results["preview"]
+    assert preview["closed"]["jpegs_encoded"] == 0  # nobody watched: nothing encoded
+    assert preview["open"]["jpegs_encoded"] > 0 and preview["open"]["jpegs_received"] > 0
+    assert results["websocket"]["abandoned"]["open_after"] == 0
+    assert set(results["stop"]) >= {"idle", "50 websockets + 3 preview viewers"}
+    assert {"aiohttp", "pillow", "cpu_count", "load_average"} <= set(results["conditions"])

@@ -130,6 +130,15 @@ def test_bad_feedback_target(short_wav: Path) -> None:
     assert_one_line_error(result, "nohostport")
 
 
+def test_bad_osc_allow_and_empty_token_fail_before_the_model_loads(short_wav: Path) -> None:
+    # the model would be "missing/model": reaching it would name it instead
+    common = ["run", "--audio", str(short_wav), "--model", "missing/model"]
+    result = run_hamba([*common, "--osc-allow", "10.0.0.0/8", "--osc-allow", "300.1.1.1/8"])
+    assert_one_line_error(result, "300.1.1.1/8")
+    result = run_hamba([*common, "--control-token", ""])
+    assert_one_line_error(result, "control_token")
+
+
 def test_not_an_audio_file(tmp_path: Path) -> None:
     fake = tmp_path / "song.wav"
     fake.write_text("this is text, not audio")

@@ -16,7 +16,7 @@ from bridge.osc.server import OscServer
 from engine.audio.types import MusicState
 from engine.controls import ControlStore
 from engine.errors import ControlError
-from osc_schema.schema import BEAT, CHROMA, ENERGY, FPS, FRAME, TEMPO
+from osc_schema.schema import BEAT, CHROMA, DROPS, ENERGY, FPS, FRAME, TEMPO
 from tests.bridge.osc.helpers import barrier, music_state
 
 CHROMA_VALUES = np.linspace(0.0, 1.0, 12, dtype=np.float32)
@@ -154,3 +154,32 @@ def test_server_feeds_the_sender_it_was_given(store: ControlStore, listener: soc
     assert server.feedback is feedback
     assert feedback.targets == (("127.0.0.1", port_of(listener)),)
     feedback.close()
+
+
+def test_drops_are_sent_when_the_daemon_gives_them(listener: socket.socket) -> None:
+    sender = FeedbackSender([("127.0.0.1", port_of(listener))])
+    sender.send_frame(music(4, beat=False), fps=30.0, frame=4, drops=17)
+    messages = {m.address: m.params for m in read(listener, 6)}
+    sender.close()
+    assert messages[DROPS] == [17]
+    assert sender.latest()[DROPS] == (17,)
+
+
+def test_control_changes_from_any_surface_are_echoed_to_the_targets(
+    store: ControlStore, server: OscServer, listener: socket.socket
+) -> None:
+    server.feedback.add_target("127.0.0.1", port_of(listener))
+    store.update({"blend": 0.65, "pause": True}, source="web page")
+    store.update({"blend": 0.65}, source="web page")  # no change: no echo
+    store.update({"chroma_prompts": ("x",) * 12}, source="web page")
+    messages = read(listener, 2 + 12)
+    assert [(m.address, m.params) for m in messages[:2]] == [
+        ("/hamba/blend", [pytest.approx(0.65)]),
+        ("/hamba/pause", [True]),
+    ]
+    assert [m.address for m in messages[2:]] == [f"/hamba/prompt/chroma/{i}" for i in range(12)]
+    server.stop()
+    store.update({"blend": 0.1}, source="after stop")  # a stopped server echoes nothing
+    listener.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        listener.recv(65536)

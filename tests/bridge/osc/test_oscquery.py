@@ -21,7 +21,15 @@ from tests.bridge.osc.helpers import barrier, http_get, music_state, wait_for
 
 # the node fields the OSCQuery proposal defines (github.com/Vidvox/OSCQueryProposal)
 NODE_FIELDS = {"FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "RANGE", "DESCRIPTION", "UNIT", "VALUE"}
-HOST_INFO_FIELDS = {"NAME", "EXTENSIONS", "OSC_IP", "OSC_PORT", "OSC_TRANSPORT"}
+HOST_INFO_FIELDS = {
+    "NAME",
+    "EXTENSIONS",
+    "OSC_IP",
+    "OSC_PORT",
+    "OSC_TRANSPORT",
+    "WS_IP",
+    "WS_PORT",
+}
 VALUE_TYPES: dict[str, tuple[type, ...]] = {
     "f": (float, int),
     "i": (int,),
@@ -123,6 +131,8 @@ def test_host_info(oscquery: OscQueryServer) -> None:
     assert isinstance(info["EXTENSIONS"], dict)
     assert all(isinstance(k, str) and isinstance(v, bool) for k, v in info["EXTENSIONS"].items())
     assert info["EXTENSIONS"]["VALUE"] is True
+    assert info["EXTENSIONS"]["LISTEN"] is True and info["EXTENSIONS"]["PATH_CHANGED"] is True
+    assert (info["WS_IP"], info["WS_PORT"]) == ("127.0.0.1", oscquery.http_port)
 
 
 def test_wildcard_host_reports_the_address_the_client_reached(store: ControlStore) -> None:
