@@ -17,7 +17,7 @@ from pythonosc.tcp_client import SimpleTCPClient
 from pythonosc.udp_client import SimpleUDPClient
 
 from bridge.osc.oscquery import OscQueryServer
-from bridge.osc.server import OscServer
+from bridge.osc.server import OscServer, quiet_bundle_element_warnings
 from engine.controls import ControlStore, preset_controls
 from engine.errors import ControlError
 from osc_schema.schema import ERROR, incoming, values_of
@@ -219,6 +219,28 @@ def test_malformed_datagram_is_dropped_quietly(
     assert store.values.seed == 11  # still serving, in order
     assert store.snapshot().values.blend == before.values.blend
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_unknown_bundle_elements_warn_once_and_are_counted(
+    store: ControlStore, client: SimpleUDPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # python-osc logs "Could not identify content type" on the root logger for each such element
+    junk = b"junk\x00\x00\x00\x00"  # neither "/address" nor "#bundle"
+    seed = build_msg("/hamba/seed", [21]).dgram
+    datagram = (
+        b"#bundle\x00" + bytes(8) + struct.pack(">i", len(junk)) + junk
+        + struct.pack(">i", len(seed)) + seed
+    )
+    counter = quiet_bundle_element_warnings()
+    before = counter.matched
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            client.send(RawPacket(datagram))
+        barrier(client)
+    warned = [r for r in caplog.records if "Could not identify content type" in r.getMessage()]
+    assert counter.matched - before == 50
+    assert len(warned) <= 1  # one per 10 s window (none if an earlier test used this window)
+    assert store.values.seed == 21  # the rest of each bundle still applied
 
 
 @pytest.mark.parametrize("cut", [1, 3, 4])
