@@ -128,6 +128,7 @@ def test_discovery_is_pumped_on_the_calling_thread_only_and_never_waits(
 
 def test_pump_before_open_and_after_close_does_nothing(on_macos: Calls) -> None:
     out = create_output("syphon")
+    assert isinstance(out, SyphonOutput)
     out.pump()
     out.open(8, 8, 30.0)
     out.close()
