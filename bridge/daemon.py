@@ -16,9 +16,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import torch
 
@@ -31,14 +32,23 @@ from bridge.osc.server import OscServer
 from bridge.outputs.base import OutputGroup, create_output
 from engine.config import PipelineConfig
 from engine.controls import ControlStore
+from engine.diffusion.device import resolve_device
 from engine.errors import ConfigError, HambaError
+from engine.lifecycle import close_concurrently
 from engine.profiling.profiler import get_profiler
 from engine.render import Conductor, controls_from_config
+
+if TYPE_CHECKING:
+    from bridge.web import ControlRoom
 
 log = logging.getLogger(__name__)
 
 # never look further ahead than this, whatever a slow frame suggested
 _MAX_LOOK_AHEAD = 0.5
+
+CLOSE_TIMEOUT = 6.0
+"""Seconds close() waits for its parts at most: the outputs' own drain-and-close bound (5 s,
+for a video file's last frames) and a margin. NDI, shm, OSC and OSCQuery take well under 1 s."""
 
 
 @dataclass
@@ -78,19 +88,40 @@ class Daemon:
         self._oscquery: OscQueryServer | None = None
         self._feedback: FeedbackSender | None = None
         self._conductor: Conductor | None = None
+        self._room: ControlRoom | None = None
 
     # -- set-up and tear-down ------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Load the model, open the music source, outputs and OSC services (may raise HambaError)."""
+        """Open the outputs, OSC services, music source and model (may raise HambaError).
+
+        What a mistyped flag or a busy port breaks fails before the model loads: the outputs
+        are built (spec, platform, native library) and the device is checked first, then the
+        music source opens (an unknown input device fails there) and the OSC ports are bound.
+        The outputs open last, once the model is ready to fill them.
+        """
         config = self.config
         opts = self.options
+        publishers = [
+            create_output(spec, name=opts.name, audio_path=opts.audio) for spec in opts.outputs
+        ]
+        self._room = None
+        if opts.oscquery_port is not None:
+            from bridge.web import ControlRoom
+
+            self._room = ControlRoom(name=opts.name)
+            if self._room.preview is not None:
+                # its own lane: costs the loop a queue append
+                publishers.append(self._room.preview)
+        resolve_device(config.diffusion.device)
+
         if opts.live:
             self._music = LiveMusic(opts.live_device, config.audio)
         else:
             assert opts.audio is not None
             self._music = FileMusic(opts.audio, config.audio, loop=opts.loop, audible=opts.audible)
         log.info("music: %s", self._music.description)
+        self._start_services()
 
         self._conductor = Conductor.from_config(config, self.controls)
         if self._conductor.stream.base.device.type == "cpu":
@@ -99,20 +130,13 @@ class Daemon:
             torch.set_num_threads(threads)
             log.info("cpu: %d render thread(s)", threads)
 
-        publishers = [
-            create_output(spec, name=opts.name, audio_path=opts.audio) for spec in opts.outputs
-        ]
-        room = None
-        if opts.oscquery_port is not None:
-            from bridge.web import ControlRoom
-
-            room = ControlRoom(name=opts.name)
-            if room.preview is not None:
-                publishers.append(room.preview)  # its own lane: costs the loop a queue append
         self._outputs = OutputGroup(publishers)
         self._outputs.open(config.inference.width, config.inference.height, config.audio.fps)
         log.info("outputs: %s", ", ".join(p.name for p in publishers))
 
+    def _start_services(self) -> None:
+        """Feedback, the OSC server and OSCQuery: ControlError names a port that is taken."""
+        opts = self.options
         self._feedback = FeedbackSender([parse_host_port(t) for t in opts.feedback])
         allow = parse_networks(opts.osc_allow)
         self._osc = OscServer(
@@ -129,7 +153,7 @@ class Daemon:
                 feedback=self._feedback,
                 osc=self._osc,
                 token=opts.control_token,
-                mounts=[room] if room is not None else (),
+                mounts=[self._room] if self._room is not None else (),
             )
             self._oscquery.start()
         for line in exposure(
@@ -142,26 +166,43 @@ class Daemon:
             log.info("%s", line)
 
     def close(self) -> None:
-        """Stop everything that was started, in reverse order; safe to call twice."""
+        """Stop everything that was started, all at once; safe to call twice.
+
+        OSCQuery (with its mDNS goodbye), the OSC server, the outputs and the music stop
+        concurrently, so a SIGTERM takes as long as the slowest of them, not their sum; each
+        bounds its own wait, and whatever is still closing after ``CLOSE_TIMEOUT`` is left.
+        """
         if self._osc is not None:
-            osc = self._osc.stats
+            osc_stats = self._osc.stats
             log.info(
                 "osc: %d packets, %d applied, %d rejected, %d malformed, %d refused (--osc-allow)",
-                *(osc.packets, osc.applied, osc.rejected, osc.malformed, osc.refused),
+                *(
+                    osc_stats.packets,
+                    osc_stats.applied,
+                    osc_stats.rejected,
+                    osc_stats.malformed,
+                    osc_stats.refused,
+                ),
             )
-        for closer in (self._oscquery, self._osc):
-            if closer is not None:
-                closer.stop()
-        self._oscquery = self._osc = None
-        if self._feedback is not None:
-            self._feedback.close()
-            self._feedback = None
-        if self._outputs is not None:
-            self._outputs.close()
-            self._outputs = None
-        if self._music is not None:
-            self._music.stop()
-            self._music = None
+        oscquery, osc, feedback = self._oscquery, self._osc, self._feedback
+        outputs, music = self._outputs, self._music
+        self._oscquery = self._osc = self._feedback = None
+        self._outputs = self._music = None
+
+        def stop_osc() -> None:
+            if osc is not None:
+                osc.stop()
+            if feedback is not None:
+                feedback.close()
+
+        steps: list[tuple[str, Callable[[], None]]] = [("osc", stop_osc)]
+        if oscquery is not None:
+            steps.append(("oscquery", oscquery.stop))
+        if outputs is not None:
+            steps.append(("outputs", outputs.close))
+        if music is not None:
+            steps.append(("music", music.stop))
+        close_concurrently(steps, CLOSE_TIMEOUT, log)
         profiling = self.config.profiling
         if profiling.enabled and profiling.export_path is not None:
             get_profiler().export_json(profiling.export_path)
@@ -237,6 +278,7 @@ class Daemon:
                 continue
             outputs.publish(frame.image, frame.index, frame.time)
             elapsed = time.perf_counter() - started
+            outputs.pump()  # main-thread housekeeping of the outputs (syphon discovery)
             # a slow ema: one preempted frame must not swing the look-ahead
             latency = 0.95 * latency + 0.05 * elapsed
             stats.frames += 1

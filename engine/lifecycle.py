@@ -1,7 +1,12 @@
-"""Context-manager mixins for things with a lifetime (servers, audio streams, outputs)."""
+"""Things with a lifetime (servers, audio streams, outputs): context-manager mixins, and closing
+several of them at once."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -47,3 +52,36 @@ class ClosesOnExit:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def close_concurrently(
+    steps: Sequence[tuple[str, Callable[[], None]]],
+    timeout: float,
+    log: logging.Logger,
+) -> list[str]:
+    """Run the ``(name, close)`` steps at once, each on its own thread; wait ``timeout`` at most.
+
+    A shutdown then takes as long as its slowest step, not the sum of them. A step that raises
+    is logged and the others go on; one still running at the deadline is left behind (its
+    thread is a daemon thread: it cannot keep the process alive) and named in the result.
+    """
+
+    def run(name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # one part failing to close must not stop the others
+            log.error("closing %s failed: %s: %s", name, type(exc).__name__, exc)
+
+    threads = [
+        threading.Thread(target=run, args=(name, step), name=f"close {name}", daemon=True)
+        for name, step in steps
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [name for (name, _), thread in zip(steps, threads, strict=True) if thread.is_alive()]
+    if left:
+        log.error("still closing after %.1f s, left behind: %s", timeout, ", ".join(left))
+    return left

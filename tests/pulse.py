@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.requirements import require_commands
 
 
 def _pulse_running() -> bool:
@@ -22,14 +23,10 @@ def pulse_sink() -> Iterator[str]:
     """The name of a fresh PulseAudio null sink; its monitor source hears what is played into it.
 
     Starts the PulseAudio daemon if none runs (and stops it afterwards). Skips only on a machine
-    without PulseAudio and outside CI; in CI (env CI set) a missing PulseAudio is a failure.
+    without PulseAudio and outside CI; in CI a missing PulseAudio is a failure
+    (:mod:`tests.requirements`).
     """
-    missing = [tool for tool in ("pulseaudio", "pactl", "paplay") if shutil.which(tool) is None]
-    if missing:
-        reason = f"PulseAudio tools not installed: {', '.join(missing)} (apt-get install pulseaudio pulseaudio-utils)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the live-capture tests: {reason}")
-        pytest.skip(reason)
+    require_commands("pulseaudio", "pactl", "paplay", apt="pulseaudio pulseaudio-utils")
     started = False
     if not _pulse_running():
         subprocess.run(

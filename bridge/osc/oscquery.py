@@ -78,8 +78,10 @@ EXTENSIONS: dict[str, bool] = {
     "PATH_ADDED": False,
     "PATH_REMOVED": False,
 }
-ADVERTISE_TIMEOUT = 1.0
-"""Seconds stop() waits for the advertising thread to withdraw the services."""
+ADVERTISE_TIMEOUT = 0.5
+"""Seconds stop() waits for the advertising thread to withdraw the services: zeroconf's goodbye
+takes 0.25 s (three packets 125 ms apart). A registration still probing (1-2 s per service) is
+not waited for: the thread is a daemon and withdraws what it announced if the process lives on."""
 IDLE_TIMEOUT = 15.0
 """Seconds an HTTP connection may stay open without a request before it is closed."""
 STOP_TIMEOUT = 0.5

@@ -43,6 +43,7 @@ from bridge.osc.wire import Reply, Sender, encode_reply, wire_problem
 from engine.controls import ControlStore, preset_controls
 from engine.errors import ControlError
 from engine.lifecycle import StartsOnEnter
+from engine.logs import RateLimitFilter, add_filter_once
 from osc_schema.controls import LiveControls
 from osc_schema.schema import (
     ERROR,
@@ -63,6 +64,27 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 (Linux caps it at net.core.rmem_max)."""
 
 _POLL = 0.05  # how often the serving loops look for a stop request, seconds
+
+
+def _is_unknown_bundle_element(record: logging.LogRecord) -> bool:
+    # python-osc 1.10 logs this on the root logger (logging.warning) for every bundle element
+    # that is neither a message nor a bundle, then goes on with the rest of the bundle
+    return (
+        record.name == "root"
+        and record.module == "osc_bundle"
+        and str(record.msg).startswith("Could not identify content type")
+    )
+
+
+def quiet_bundle_element_warnings() -> RateLimitFilter:
+    """Rate-limit python-osc's per-datagram "Could not identify content type" warning.
+
+    One such record per 10 s gets through, saying how many were held back; the filter's
+    ``matched`` counts them all. Installed once per process (the first server start).
+    """
+    return add_filter_once(
+        "", "python-osc-bundle-element", lambda: RateLimitFilter(_is_unknown_bundle_element)
+    )
 
 
 @dataclass
@@ -118,6 +140,7 @@ class OscServer(StartsOnEnter):
         """Bind and serve in background threads; ControlError names a port that cannot be bound."""
         if self._udp is not None:
             return
+        quiet_bundle_element_warnings()
         udp = _bind(lambda: _UdpServer((self.host, self.port), self), "UDP", self.host, self.port)
         tcp = None
         if self.tcp_port is not None:

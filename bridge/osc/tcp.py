@@ -20,8 +20,11 @@ from typing import Any, Protocol
 from pythonosc import slip
 
 from bridge.osc.wire import Reply, Sender, encode_reply
+from engine.logs import LogThrottle
 
 log = logging.getLogger(__name__)
+# a client reconnecting in a loop with a broken stream must not flood the log
+_throttle = LogThrottle(log)
 
 MAX_PACKET = 1 << 20
 """A packet (or unterminated SLIP frame) longer than this closes the connection."""
@@ -83,10 +86,10 @@ class _Connection(socketserver.BaseRequestHandler):
             try:
                 frames, pending = split(pending + chunk)
             except ValueError as exc:
-                log.warning("osc: TCP %s:%d: %s; closing", sender[0], sender[1], exc)
+                _throttle.warning("osc: TCP %s:%d: %s; closing", sender[0], sender[1], exc)
                 return
             if len(pending) > MAX_PACKET + 4:
-                log.warning("osc: TCP %s:%d sent an endless frame; closing", *sender)
+                _throttle.warning("osc: TCP %s:%d sent an endless frame; closing", *sender)
                 return
             for frame in frames:
                 if split is split_slip:

@@ -24,6 +24,7 @@ import numpy as np
 from bridge.outputs.publisher import FramePublisher, RGBAImage, validate_frame
 from engine.errors import OutputError
 from engine.lifecycle import ClosesOnExit
+from engine.logs import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,8 @@ class _Lane:
         self.disabled = False
         self.last_error: str | None = None
         self._failures_in_row = 0
-        self._last_log = -float("inf")
-        self._unlogged = 0
+        self._throttle = LogThrottle(log, burst=1, interval=group.log_interval_s)
+        self._pump_throttle = LogThrottle(log, burst=1, interval=group.log_interval_s)
         self.thread = threading.Thread(target=self._run, name=f"output {name}", daemon=True)
 
     def start(self, width: int, height: int, fps: float) -> None:
@@ -102,6 +103,18 @@ class _Lane:
                 self.disabled,
                 self.last_error,
             )
+
+    def pump(self) -> None:
+        """Give the output's caller-thread housekeeping a turn (see :meth:`OutputGroup.pump`)."""
+        if self.disabled or self._stopping or not self.opened.is_set():
+            return
+        pump = getattr(self.publisher, "pump", None)
+        if pump is None:
+            return
+        try:
+            pump()
+        except Exception as exc:  # housekeeping must never stop the render loop
+            self._pump_throttle.warning("output %s: pump failed: %s: %s", self.name, type(exc).__name__, exc)
 
     def _run(self) -> None:
         width, height, fps = self._size
@@ -164,14 +177,7 @@ class _Lane:
                 self.last_error,
             )
             return
-        now = _time.monotonic()
-        if now - self._last_log >= self._group.log_interval_s:
-            suppressed = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
-            log.warning("output %s failed: %s%s", self.name, self.last_error, suppressed)
-            self._last_log = now
-            self._unlogged = 0
-        else:
-            self._unlogged += 1
+        self._throttle.warning("output %s failed: %s", self.name, self.last_error)
 
     def _close_publisher(self) -> None:
         try:
@@ -261,6 +267,18 @@ class OutputGroup(ClosesOnExit):
         item = (image, int(index), float(time))
         for lane in self._lanes:
             lane.put(item)
+
+    def pump(self) -> None:
+        """Run each open output's ``pump()`` on the calling thread; call it between frames.
+
+        For work that must happen on the main thread rather than an output's own (Syphon's
+        discovery notifications arrive on the main run loop). Each pump is short by contract;
+        one that raises is logged (rate-limited) and the others still run.
+        """
+        if not self._open:
+            return
+        for lane in self._lanes:
+            lane.pump()
 
     def flush(self, timeout: float) -> bool:
         """Wait until every enabled output has published its queue; False on timeout.

@@ -19,7 +19,11 @@ from bridge.outputs.publisher import PublisherBase, RGBAImage, import_native
 from engine.errors import OutputError
 
 PIXEL_FORMATS = ("rgba", "bgra", "uyvy")
-_INSTALL = "pip install cyndilib (bundles the NDI runtime on Linux x86_64, macOS, Windows)"
+# an extra: cyndilib has no sdist and no wheel for macOS before 13, so it cannot be a dependency
+_INSTALL = (
+    "pip install 'hambametal[ndi]'; cyndilib bundles the NDI runtime, with wheels for "
+    "Linux x86_64/aarch64, macOS 13+ and Windows"
+)
 
 # BT.709 luma weights
 _KR, _KB = 0.2126, 0.0722

@@ -39,6 +39,11 @@ class FramePublisher(Protocol):
     ``open`` is called once before the first frame, ``close`` once at the end (it is
     idempotent); ``publish`` gets frames in order. Open, publish and close are called from one
     thread (outputs such as Spout hold a per-thread graphics context).
+
+    Optionally, ``pump()`` does housekeeping that must run on the render loop's (main) thread
+    rather than the output's own, e.g. Syphon's discovery run loop. It is called between
+    frames, only while the output is open, and must return quickly (a millisecond or so).
+    :class:`PublisherBase` provides a no-op; a publisher without the method is never pumped.
     """
 
     name: str
@@ -172,6 +177,9 @@ class PublisherBase(ClosesOnExit, ABC):
             self._close()
         finally:
             self._size = None
+
+    def pump(self) -> None:
+        """Main-thread housekeeping between frames (see :class:`FramePublisher`); none here."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

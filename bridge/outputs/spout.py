@@ -1,20 +1,24 @@
 """A Spout sender (SpoutGL) for Windows hosts: TouchDesigner, Resolume, OBS.
 
-Spout shares an OpenGL texture, so the sender needs a current OpenGL context: SpoutGL's own
-``createOpenGL()`` makes a hidden one; where that method is missing a hidden glfw window
-serves. The context belongs to the thread that opened the output;
-:class:`~bridge.outputs.base.OutputGroup` opens, publishes and closes on one thread.
+Spout shares an OpenGL texture, so the sender needs a current OpenGL context. SpoutGL's
+``createOpenGL()`` (in every release, from the first) makes one: a hidden window and a WGL
+context made current on the calling thread (``spoutGL::CreateOpenGL`` in the Spout SDK), which
+``closeOpenGL()`` must release on that same thread. So every SpoutGL call, from making the
+sender to closing the context, happens on the thread that opened the output:
+:class:`~bridge.outputs.base.OutputGroup` opens, publishes and closes on the output's own
+worker thread; a call from any other thread is refused with an :class:`OutputError`.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from bridge.outputs.publisher import PublisherBase, RGBAImage, import_native
 from engine.errors import OutputError
 
-_INSTALL = "pip install SpoutGL (Windows only)"
+_INSTALL = "pip install SpoutGL (Windows only; wheels for Python 3.10-3.13)"
 
 
 def _spoutgl() -> Any:
@@ -34,38 +38,27 @@ class SpoutOutput(PublisherBase):
         super().__init__(f"spout:{name}")
         self.sender_name = name
         self.invert = invert
-        self._spout = _spoutgl()
+        self._spout = _spoutgl()  # loads the module only: no SpoutGL call before open()
         self._sender: Any = None
-        self._window: Any = None
-        self._glfw: Any = None
-        self._spout_gl = False  # the context came from SpoutGL's createOpenGL()
+        self._thread: int | None = None  # the thread whose OpenGL context the sender uses
 
     def _open(self, width: int, height: int, fps: float) -> None:
         sender = self._spout.SpoutSender()
-        self._make_context(sender)
+        if not sender.createOpenGL():
+            raise OutputError(f"output {self.name!r}: SpoutGL could not create an OpenGL context")
         sender.setSenderName(self.sender_name)
         self._sender = sender
+        self._thread = threading.get_ident()
 
-    def _make_context(self, sender: Any) -> None:
-        if hasattr(sender, "createOpenGL"):
-            if not sender.createOpenGL():
-                raise OutputError(
-                    f"output {self.name!r}: SpoutGL could not create an OpenGL context"
-                )
-            self._spout_gl = True
-            return
-        glfw = import_native("glfw", output="spout", install="pip install glfw")
-        if not glfw.init():
-            raise OutputError(f"output {self.name!r}: glfw could not initialise OpenGL")
-        glfw.window_hint(glfw.VISIBLE, False)
-        window = glfw.create_window(16, 16, self.sender_name, None, None)
-        if not window:
-            glfw.terminate()
-            raise OutputError(f"output {self.name!r}: glfw could not open a hidden window")
-        glfw.make_context_current(window)
-        self._glfw, self._window = glfw, window
+    def _on_own_thread(self, action: str) -> None:
+        if self._thread != threading.get_ident():
+            raise OutputError(
+                f"output {self.name!r}: cannot {action} from another thread than the one that "
+                "opened it (its OpenGL context is current there only)"
+            )
 
     def _publish(self, frame: RGBAImage, index: int, time: float) -> None:
+        self._on_own_thread("send")
         height, width = frame.shape[:2]
         # positional arguments: buffer, width, height, GL format, invert, host FBO
         ok = self._sender.sendImage(frame, width, height, self._spout.enums.GL_RGBA, self.invert, 0)
@@ -74,16 +67,15 @@ class SpoutOutput(PublisherBase):
         self._sender.setFrameSync(self.sender_name)
 
     def _close(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is not None:
+        sender = self._sender
+        if sender is None:
+            return
+        self._on_own_thread("close")
+        self._sender = self._thread = None
+        try:
             sender.releaseSender()
-            if self._spout_gl:
-                sender.closeOpenGL()
-                self._spout_gl = False
-        if self._glfw is not None:
-            self._glfw.destroy_window(self._window)
-            self._glfw.terminate()
-            self._glfw = self._window = None
+        finally:
+            sender.closeOpenGL()
 
 
 def build(

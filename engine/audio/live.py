@@ -46,9 +46,10 @@ def _sounddevice() -> ModuleType:
     """The sounddevice module; an ``AudioError`` when PortAudio is not installed."""
     try:
         import sounddevice
-    except OSError as exc:
+    except (ImportError, OSError) as exc:
         raise AudioError(
-            f"audio devices need the PortAudio library (Debian: apt-get install libportaudio2): {exc}"
+            "audio devices need the PortAudio library (Linux: apt-get install libportaudio2; "
+            f"the sounddevice wheels bring it on macOS and Windows): {exc}"
         ) from None
     return sounddevice
 
@@ -118,7 +119,10 @@ def resolve_input_device(device: str | int | None) -> InputDevice:
     A name matching one device exactly wins over partial matches; an unknown or ambiguous name
     is an ``AudioError`` that names it and lists the inputs there are.
     """
-    inputs = list_input_devices()
+    try:
+        inputs = list_input_devices()
+    except AudioError as exc:
+        raise AudioError(f"audio input device {device!r}: {exc}") from None
     if not inputs:
         raise AudioError(f"audio input device {device!r}: this machine has no audio inputs")
     listing = "; ".join(f"{d.index}: {d.name}" for d in inputs)
@@ -302,8 +306,8 @@ class LiveAudioSource(AudioSource):
     def start(self) -> None:
         if self._stream is not None:
             return
+        info = self._find_device()  # first: its errors name the device, PortAudio's too
         sd = _sounddevice()
-        info = self._find_device()
         if self.channels > info.channels:
             raise AudioError(
                 f"audio input device {info.name!r} has {info.channels} channels, "
@@ -327,10 +331,14 @@ class LiveAudioSource(AudioSource):
     def _find_device(self) -> InputDevice:
         try:
             return resolve_input_device(self.device)
-        except AudioError:
+        except AudioError as first:
             # a sound server may have started since PortAudio listed its devices: ask again
-            if not refresh_devices():
-                raise
+            try:
+                refreshed = refresh_devices()
+            except AudioError:  # no PortAudio at all: the first error says so, naming the device
+                refreshed = False
+            if not refreshed:
+                raise first from None
             return resolve_input_device(self.device)
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:

@@ -19,6 +19,10 @@ import torch
 from engine.config import DiffusionConfig, InferenceConfig
 from engine.diffusion.schedule import StepSchedule
 from engine.errors import ModelError
+from engine.logs import quiet_unused_image_processors
+
+# before any model kind imports diffusers: its pipelines import image processors we never use
+quiet_unused_image_processors()
 
 Frames = npt.NDArray[np.uint8]
 

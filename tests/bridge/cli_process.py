@@ -14,6 +14,17 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_64 = ("--model", "tiny", "--width", "64", "--height", "64")
 
 
+def env_without(tmp: Path, module: str, error: str) -> dict[str, str]:
+    """Environment in which ``import module`` raises ``error`` (Python source, e.g.
+    ``OSError('PortAudio library not found')``), as it does where that package or the system
+    library under it is missing: a module of that name first on ``PYTHONPATH``."""
+    shim = tmp / f"without-{module}"
+    shim.mkdir(parents=True, exist_ok=True)
+    (shim / f"{module}.py").write_text(f"raise {error}\n")
+    paths = [str(shim), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
 def hamba_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "bridge.cli", *args]
 

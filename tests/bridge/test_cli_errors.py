@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.bridge.cli_process import TINY_64, run_hamba
+from tests.bridge.cli_process import TINY_64, env_without, run_hamba
 from tests.engine.audio.signals import tones, write_audio
 
 
@@ -24,6 +25,10 @@ def busy_udp_port() -> Iterator[int]:
     sock.bind(("127.0.0.1", 0))
     yield sock.getsockname()[1]
     sock.close()
+
+
+# what the daemon logs once the music is analysed, and once the model has loaded
+MUSIC_READY, MODEL_LOADED = "hamba INFO: music:", "hamba INFO: loaded"
 
 
 def assert_one_line_error(result: object, *needles: str) -> None:
@@ -46,6 +51,41 @@ def test_missing_audio_file(tmp_path: Path) -> None:
 def test_size_not_multiple_of_8(short_wav: Path) -> None:
     result = run_hamba(["run", "--audio", str(short_wav), "--model", "tiny", "--width", "500"])
     assert_one_line_error(result, "inference.width", "multiple of 8")
+
+
+def test_output_not_on_this_platform_fails_before_anything_loads(short_wav: Path) -> None:
+    result = run_hamba(
+        ["run", "--audio", str(short_wav), *TINY_64, "--output", "syphon", "--osc-port", "0",
+         "--no-oscquery"]
+    )  # fmt: skip
+    assert_one_line_error(result, "'syphon'", "needs macOS")
+    assert MUSIC_READY not in result.stderr and MODEL_LOADED not in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="mps exists on macOS")
+def test_unavailable_device_fails_before_anything_loads(short_wav: Path) -> None:
+    result = run_hamba(
+        ["run", "--audio", str(short_wav), *TINY_64, "--device", "mps", "--osc-port", "0",
+         "--no-oscquery"]
+    )  # fmt: skip
+    assert_one_line_error(result, "diffusion.device 'mps'")
+    assert MUSIC_READY not in result.stderr
+
+
+def test_ndi_without_cyndilib_names_the_extra(short_wav: Path, tmp_path: Path) -> None:
+    """cyndilib is an extra: where it is not installed, ``--output ndi`` says how to get it."""
+    hidden = env_without(tmp_path, "cyndilib", "ModuleNotFoundError(\"No module named 'cyndilib'\")")
+    result = run_hamba(
+        ["run", "--audio", str(short_wav), *TINY_64, "--output", "ndi", "--osc-port", "0",
+         "--no-oscquery"],
+        env=hidden,
+    )  # fmt: skip
+    assert_one_line_error(result, "'ndi'", "pip install 'hambametal[ndi]'", "shm")
+    assert MODEL_LOADED not in result.stderr
+    devices = run_hamba(["devices"], env=hidden)
+    assert devices.returncode == 0, devices.stderr
+    (ndi_row,) = [line for line in devices.stdout.splitlines() if " ndi " in line]
+    assert ndi_row.strip().startswith("no") and "hambametal[ndi]" in ndi_row
 
 
 def test_unknown_output(short_wav: Path) -> None:
@@ -107,6 +147,7 @@ def test_port_in_use(short_wav: Path, busy_udp_port: int) -> None:
         ]
     )
     assert_one_line_error(result, str(busy_udp_port))
+    assert MODEL_LOADED not in result.stderr
 
 
 def test_unwritable_output_path(short_wav: Path, tmp_path: Path) -> None:
@@ -149,3 +190,10 @@ def test_not_an_audio_file(tmp_path: Path) -> None:
 def test_unknown_live_device() -> None:
     result = run_hamba(["run", "--live", "NoSuchCard", *TINY_64, "--osc-port", "0"])
     assert_one_line_error(result, "NoSuchCard")
+
+
+def test_live_device_without_portaudio_names_device_and_package(tmp_path: Path) -> None:
+    # sounddevice raises this OSError at import where libportaudio is missing
+    hidden = env_without(tmp_path, "sounddevice", "OSError('PortAudio library not found')")
+    result = run_hamba(["run", "--live", "NoSuchCard", *TINY_64, "--osc-port", "0"], env=hidden)
+    assert_one_line_error(result, "NoSuchCard", "PortAudio", "apt-get install libportaudio2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from bridge.options import RunOptions
 from engine.config import PipelineConfig
 from engine.errors import ConfigError, RenderError
 from engine.render import Conductor
+from tests.bridge.outputs.syphon_standin import pretend_macos
 from tests.engine.audio.signals import tones, write_audio
 
 
@@ -74,13 +76,37 @@ def test_a_failing_frame_is_reported_and_the_show_goes_on(
 
 def test_stop_event_ends_the_loop_quickly(song: Path, tmp_path: Path) -> None:
     daemon = make_daemon(song, tmp_path, loop=True)
-    timer = threading.Timer(1.0, daemon.stop_event.set)
-    timer.start()
+
+    def stop_once_frames_flow() -> None:
+        # after the first frame, not after a fixed delay: set-up (model load) varies with load
+        deadline = time.monotonic() + 120
+        while daemon.stats.frames < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        daemon.stop_event.set()
+
+    stopper = threading.Thread(target=stop_once_frames_flow, daemon=True)
+    stopper.start()
     stats = daemon.run()  # would loop forever without the stop
-    timer.cancel()
+    stopper.join()
     assert stats.frames >= 1
 
 
 def test_needs_a_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--audio FILE or --live"):
         Daemon(PipelineConfig(), RunOptions())
+
+
+def test_outputs_are_pumped_from_the_main_thread_between_frames(
+    song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Syphon output (the stand-in of tests/bridge/outputs/syphon_standin.py: Syphon cannot run
+    here) hears discovery requests only if the daemon's main thread pumps its run loop."""
+    calls = pretend_macos(monkeypatch)
+    daemon = make_daemon(song, tmp_path, duration=1.0, outputs=["syphon"])
+    stats = daemon.run()
+    pumps = calls.of("update_run_loop")
+    assert stats.frames >= 3
+    assert len(pumps) >= stats.frames  # at least once per published frame
+    assert {thread for _, _, thread in pumps} == {threading.main_thread().ident}
+    publishing = {c[-1] for c in calls.of("publish_frame_texture")}
+    assert threading.main_thread().ident not in publishing

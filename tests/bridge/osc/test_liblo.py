@@ -1,13 +1,13 @@
 """Interoperability with a C implementation: liblo's oscsend and oscdump (Debian liblo-tools).
 
-CI installs liblo-tools; on a machine without it these tests are skipped with that reason.
+CI installs liblo-tools; on a machine without it these tests skip naming the package, and in
+CI they fail (tests/requirements.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
-import shutil
 import socket
 import subprocess
 import threading
@@ -19,11 +19,12 @@ from bridge.osc.feedback import FeedbackSender
 from bridge.osc.server import OscServer
 from engine.controls import ControlStore
 from tests.bridge.osc.helpers import music_state, wait_for
+from tests.requirements import require_commands
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("oscsend") is None or shutil.which("oscdump") is None,
-    reason="liblo-tools (oscsend, oscdump) not installed: apt-get install liblo-tools",
-)
+
+@pytest.fixture(autouse=True)
+def liblo_tools() -> None:
+    require_commands("oscsend", "oscdump", apt="liblo-tools")
 
 
 def oscsend(*args: str) -> None:

@@ -17,7 +17,8 @@ from pythonosc.tcp_client import SimpleTCPClient
 from pythonosc.udp_client import SimpleUDPClient
 
 from bridge.osc.oscquery import OscQueryServer
-from bridge.osc.server import OscServer
+from bridge.osc.server import OscServer, quiet_bundle_element_warnings
+from bridge.osc.tcp import MAX_PACKET
 from engine.controls import ControlStore, preset_controls
 from engine.errors import ControlError
 from osc_schema.schema import ERROR, incoming, values_of
@@ -221,6 +222,28 @@ def test_malformed_datagram_is_dropped_quietly(
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_unknown_bundle_elements_warn_once_and_are_counted(
+    store: ControlStore, client: SimpleUDPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # python-osc logs "Could not identify content type" on the root logger for each such element
+    junk = b"junk\x00\x00\x00\x00"  # neither "/address" nor "#bundle"
+    seed = build_msg("/hamba/seed", [21]).dgram
+    datagram = (
+        b"#bundle\x00" + bytes(8) + struct.pack(">i", len(junk)) + junk
+        + struct.pack(">i", len(seed)) + seed
+    )
+    counter = quiet_bundle_element_warnings()
+    before = counter.matched
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            client.send(RawPacket(datagram))
+        barrier(client)
+    warned = [r for r in caplog.records if "Could not identify content type" in r.getMessage()]
+    assert counter.matched - before == 50
+    assert len(warned) <= 1  # one per 10 s window (none if an earlier test used this window)
+    assert store.values.seed == 21  # the rest of each bundle still applied
+
+
 @pytest.mark.parametrize("cut", [1, 3, 4])
 def test_truncated_float_is_rejected_not_zero_padded(
     cut: int, store: ControlStore, client: SimpleUDPClient
@@ -264,6 +287,19 @@ def test_tcp_stream_survives_bad_slip_frames(store: ControlStore, server: OscSer
         sock.sendall(b"\xc0\xdb\x01\xc0" + b"\xc0not osc\xc0" + b"\xc0" + good + b"\xc0")
         wait_for(lambda: store.values.seed == 123)
     assert server.stats.malformed == 2
+
+
+def test_broken_tcp_streams_are_logged_rate_limited(
+    server: OscServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert server.tcp_port is not None
+    with caplog.at_level(logging.WARNING, logger="bridge.osc.tcp"):
+        for _ in range(20):  # a client reconnecting in a loop with a broken stream
+            with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=5) as conn:
+                conn.sendall(struct.pack(">I", MAX_PACKET + 1))  # a length prefix too large
+                assert conn.recv(1) == b""  # the server closes the connection
+    closing = [r for r in caplog.records if "announced; closing" in r.getMessage()]
+    assert 1 <= len(closing) < 20  # five per second at most (20 connections take well under 4 s)
 
 
 def test_port_in_use_is_a_control_error_naming_the_port(store: ControlStore) -> None:

@@ -198,3 +198,36 @@ def test_real_shm_output_keeps_flowing_beside_a_failing_one() -> None:
                 assert frame is not None and frame.index == index
                 assert int(frame.image[0, 0, 0]) == index
         assert group.stats()["failing"].disabled
+
+
+class Pumped(Recorder):
+    """Counts its pumps and the threads they ran on; ``broken`` makes every pump raise."""
+
+    def __init__(self, name: str, *, broken: bool = False) -> None:
+        super().__init__(name)
+        self.broken = broken
+        self.pumps: list[int] = []
+
+    def pump(self) -> None:
+        self.pumps.append(threading.get_ident())
+        if self.broken:
+            raise RuntimeError("pump broke")
+
+
+def test_pump_runs_each_open_output_on_the_calling_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken, fine, plain = Pumped("broken", broken=True), Pumped("fine"), Recorder("plain")
+    group = OutputGroup([broken, fine, plain], log_interval_s=3600)
+    group.pump()  # not open yet: nothing to pump
+    with group:
+        group.open(4, 4, 30.0)
+        with caplog.at_level(logging.WARNING, logger="bridge.outputs.group"):
+            for _ in range(3):
+                group.pump()
+    group.pump()  # closed: nothing either
+    me = threading.get_ident()
+    assert broken.pumps == [me] * 3 and fine.pumps == [me] * 3  # one failing does not stop others
+    warnings = [r.getMessage() for r in caplog.records if "pump failed" in r.getMessage()]
+    assert warnings == ["output broken: pump failed: RuntimeError: pump broke"]  # rate-limited
+    assert {broken.threads["open"], fine.threads["open"]}.isdisjoint({me})

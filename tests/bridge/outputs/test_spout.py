@@ -1,11 +1,13 @@
 """Spout cannot run on Linux: platform gating, then the calls made with a stand-in library.
 
 The stand-in is a hand-written ``SpoutGL`` module injected into ``sys.modules``, following
-SpoutGL 0.1.1 (a pybind11 module, read from its wheel): ``SpoutSender()`` with
-``createOpenGL()``, ``closeOpenGL()``, ``setSenderName(name)``, ``sendImage(buffer, width,
-height, glFormat, invert, hostFbo)`` taking positional arguments only, ``setFrameSync(name)``,
-``releaseSender()``, and ``SpoutGL.enums.GL_RGBA``. A second stand-in, without
-``createOpenGL``, checks the hidden glfw window fallback. They record calls; they render nothing.
+SpoutGL 0.1.1 (a pybind11 module, read from its wheel and from github.com/jlai/Python-SpoutGL,
+src/PySpoutGL.cpp): ``SpoutSender()`` with ``createOpenGL()``, ``closeOpenGL()``,
+``setSenderName(name)``, ``sendImage(buffer, width, height, glFormat, invert, hostFbo)`` taking
+positional arguments only, ``setFrameSync(name)``, ``releaseSender()``, and
+``SpoutGL.enums.GL_RGBA``. Like the Spout SDK (``spoutGL::CreateOpenGL``), its ``createOpenGL``
+makes a context current on the calling thread only, and its other calls fail on a thread where
+no context is current. It records every call with its thread; it renders nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +27,33 @@ from engine.errors import OutputError
 
 GL_RGBA = 0x1908
 
+Calls = list[tuple[Any, ...]]
 
-def spout_standin(calls: list[tuple[Any, ...]], *, create_opengl: bool = True) -> ModuleType:
+
+def spout_standin(calls: Calls) -> ModuleType:
+    current = threading.local()  # the WGL context current on each thread
+
+    def record(name: str, *args: Any, needs_context: bool = True) -> None:
+        calls.append((name, *args, threading.get_ident()))
+        if needs_context:
+            assert getattr(current, "context", False), f"{name} without a current GL context"
+
     class SpoutSender:
+        def __init__(self) -> None:
+            record("SpoutSender", needs_context=False)
+
+        def createOpenGL(self) -> bool:
+            record("createOpenGL", needs_context=False)
+            current.context = True
+            return True
+
+        def closeOpenGL(self) -> bool:
+            record("closeOpenGL")
+            current.context = False
+            return True
+
         def setSenderName(self, name: str, /) -> None:
-            calls.append(("setSenderName", name))
+            record("setSenderName", name, needs_context=False)
 
         def sendImage(
             self, buffer: Any, width: int, height: int, gl_format: int, invert: bool, fbo: int, /
@@ -37,28 +61,14 @@ def spout_standin(calls: list[tuple[Any, ...]], *, create_opengl: bool = True) -
             view = memoryview(buffer)  # pybind11 takes the buffer protocol
             assert view.c_contiguous and view.format == "B"
             assert view.nbytes == width * height * 4
-            calls.append(("sendImage", buffer, width, height, gl_format, invert, fbo))
-            calls.append(("thread", threading.get_ident()))
+            record("sendImage", buffer, width, height, gl_format, invert, fbo)
             return True
 
         def setFrameSync(self, name: str, /) -> None:
-            calls.append(("setFrameSync", name))
+            record("setFrameSync", name)
 
         def releaseSender(self) -> None:
-            calls.append(("releaseSender",))
-
-    if create_opengl:
-
-        def create(self: SpoutSender) -> bool:
-            calls.append(("createOpenGL", threading.get_ident()))
-            return True
-
-        def close(self: SpoutSender) -> bool:
-            calls.append(("closeOpenGL",))
-            return True
-
-        SpoutSender.createOpenGL = create  # type: ignore[attr-defined]
-        SpoutSender.closeOpenGL = close  # type: ignore[attr-defined]
+            record("releaseSender")
 
     module, enums = ModuleType("SpoutGL"), ModuleType("SpoutGL.enums")
     enums.GL_RGBA = GL_RGBA  # type: ignore[attr-defined]
@@ -67,41 +77,12 @@ def spout_standin(calls: list[tuple[Any, ...]], *, create_opengl: bool = True) -
     return module
 
 
-def glfw_standin(calls: list[tuple[Any, ...]]) -> ModuleType:
-    """pyGLFW's module-level functions, as far as a hidden window needs them."""
-
-    def init() -> bool:
-        calls.append(("glfw.init",))
-        return True
-
-    def window_hint(hint: int, value: int) -> None:
-        calls.append(("glfw.window_hint", hint, value))
-
-    def create_window(width: int, height: int, title: str, monitor: Any, share: Any) -> str:
-        calls.append(("glfw.create_window", title))
-        return "window"
-
-    def make_context_current(window: Any) -> None:
-        calls.append(("glfw.make_context_current", window))
-
-    def destroy_window(window: Any) -> None:
-        calls.append(("glfw.destroy_window", window))
-
-    def terminate() -> None:
-        calls.append(("glfw.terminate",))
-
-    glfw = ModuleType("glfw")
-    for func in (init, window_hint, create_window, make_context_current, destroy_window, terminate):
-        setattr(glfw, func.__name__, func)
-    glfw.VISIBLE = 0x20004  # type: ignore[attr-defined]
-    return glfw
-
-
 @pytest.fixture
-def on_windows(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    calls: list[tuple[Any, ...]] = []
+def on_windows(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    calls: Calls = []
     monkeypatch.setattr(publisher, "current_platform", lambda: "win32")
     monkeypatch.setitem(sys.modules, "SpoutGL", spout_standin(calls))
+    monkeypatch.setitem(sys.modules, "glfw", None)  # not a dependency: must never be needed
     return calls
 
 
@@ -110,10 +91,10 @@ def test_spout_on_linux_names_platform_and_alternatives() -> None:
         create_output("spout")
     message = str(err.value)
     assert "'spout'" in message and "needs Windows (this is Linux)" in message
-    assert "outputs that work here: ndi, shm, file:PATH.mp4, png:DIR" in message
+    assert "outputs that work here:" in message and "shm" in message
 
 
-def test_calls_per_frame_follow_the_spoutgl_api(on_windows: list[tuple[Any, ...]]) -> None:
+def test_calls_per_frame_follow_the_spoutgl_api(on_windows: Calls) -> None:
     out = create_output("auto", name="stage")
     assert isinstance(out, SpoutOutput) and out.name == "spout:stage"
     frame = np.arange(48 * 64 * 4, dtype=np.uint32).astype(np.uint8).reshape(48, 64, 4)
@@ -121,8 +102,8 @@ def test_calls_per_frame_follow_the_spoutgl_api(on_windows: list[tuple[Any, ...]
         out.open(64, 48, 30.0)
         out.publish(frame, 0, 0.0)
         out.publish(frame[:, :], 1, 1 / 30)
-    names = [c[0] for c in on_windows if c[0] != "thread"]
-    assert names == [
+    assert [c[0] for c in on_windows] == [
+        "SpoutSender",
         "createOpenGL",
         "setSenderName",
         "sendImage",
@@ -133,49 +114,37 @@ def test_calls_per_frame_follow_the_spoutgl_api(on_windows: list[tuple[Any, ...]
         "closeOpenGL",
     ]
     sends = [c for c in on_windows if c[0] == "sendImage"]
-    assert all(c[2:] == (64, 48, GL_RGBA, False, 0) for c in sends)
+    assert all(c[2:-1] == (64, 48, GL_RGBA, False, 0) for c in sends)
     assert sends[0][1] is frame
-    assert ("setSenderName", "stage") in on_windows and ("setFrameSync", "stage") in on_windows
+    assert ("setSenderName", "stage") in [c[:2] for c in on_windows]
+    assert ("setFrameSync", "stage") in [c[:2] for c in on_windows]
 
 
-def test_hidden_glfw_window_when_spoutgl_cannot_make_a_context(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(publisher, "current_platform", lambda: "win32")
-    monkeypatch.setitem(sys.modules, "SpoutGL", spout_standin(calls, create_opengl=False))
-    monkeypatch.setitem(sys.modules, "glfw", glfw_standin(calls))
-    with create_output("spout", name="hidden") as out:
-        out.open(8, 8, 30.0)
-        out.publish(np.zeros((8, 8, 4), np.uint8), 0, 0.0)
-    names = [c[0] for c in calls if c[0] != "thread"]
-    assert names[:5] == [
-        "glfw.init",
-        "glfw.window_hint",
-        "glfw.create_window",
-        "glfw.make_context_current",
-        "setSenderName",
-    ]
-    assert ("glfw.window_hint", 0x20004, False) in calls  # invisible
-    assert names[-3:] == ["releaseSender", "glfw.destroy_window", "glfw.terminate"]
+def test_building_the_output_calls_nothing_in_spoutgl(on_windows: Calls) -> None:
+    create_output("spout")
+    assert on_windows == []  # the sender is made by open(), on the thread that will send
 
 
-def test_missing_glfw_fallback_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(publisher, "current_platform", lambda: "win32")
-    monkeypatch.setitem(sys.modules, "SpoutGL", spout_standin([], create_opengl=False))
-    monkeypatch.setitem(sys.modules, "glfw", None)
-    out = create_output("spout")
-    with pytest.raises(OutputError, match=r"'glfw'.*pip install glfw"):
-        out.open(8, 8, 30.0)
-
-
-def test_context_and_sends_share_one_thread_inside_a_group(
-    on_windows: list[tuple[Any, ...]],
+def test_every_spoutgl_call_happens_on_the_sending_thread_inside_a_group(
+    on_windows: Calls,
 ) -> None:
     with OutputGroup([create_output("spout")]) as group:
         group.open(8, 8, 30.0)
         for index in range(3):
             group.publish(np.zeros((8, 8, 4), np.uint8), index, 0.0)
             assert group.flush(10)
-    threads = {c[1] for c in on_windows if c[0] in ("createOpenGL", "thread")}
+    assert [c[0] for c in on_windows][-2:] == ["releaseSender", "closeOpenGL"]
+    threads = {c[-1] for c in on_windows}
+    sending = {c[-1] for c in on_windows if c[0] == "sendImage"}
+    assert threads == sending  # one thread for everything, and it is the one that sends
     assert len(threads) == 1 and threads != {threading.get_ident()}
+
+
+def test_sending_from_another_thread_is_refused(on_windows: Calls) -> None:
+    out = create_output("spout")
+    opener = threading.Thread(target=out.open, args=(8, 8, 30.0))
+    opener.start()
+    opener.join()
+    with pytest.raises(OutputError, match="another thread"):
+        out.publish(np.zeros((8, 8, 4), np.uint8), 0, 0.0)
+    assert [c[0] for c in on_windows] == ["SpoutSender", "createOpenGL", "setSenderName"]

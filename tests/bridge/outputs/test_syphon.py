@@ -1,115 +1,37 @@
 """Syphon cannot run on Linux: platform gating, then the calls made with a stand-in library.
 
-The stand-in is a hand-written ``syphon`` package injected into ``sys.modules``; its classes
-and functions copy the signatures of syphon-python 0.1.1 (read from its wheel:
-``SyphonMetalServer(name, device=None, command_queue=None)``, ``publish_frame_texture(texture,
-region=None, size=None, is_flipped=False, command_buffer=None, auto_commit=True)``,
-``utils.raw.create_mtl_texture(device, width, height, pixel_format=RGBA8Unorm)``,
-``utils.numpy.copy_image_to_mtl_texture(image, texture)``, ``SyphonServerDirectory()`` with
-``run_loop_interval`` and ``update_run_loop()``), so a wrong name, argument order or keyword
-fails here. It records each call; it renders nothing.
+The stand-in (tests/bridge/outputs/syphon_standin.py) copies syphon-python's signatures and
+models what Syphon-Framework does with the rows, as read from its source; it renders nothing.
+What it checks is the orientation we send and the threads we call from, not Syphon itself.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 import pytest
 
 import bridge.outputs.publisher as publisher
+import bridge.outputs.syphon as syphon_output
 from bridge.outputs import OutputGroup, create_output
 from bridge.outputs.syphon import SyphonOutput
 from engine.errors import OutputError
-
-MTL_PIXEL_FORMAT_RGBA8_UNORM = 70
-
-
-class Calls(list[tuple[Any, ...]]):
-    def names(self) -> list[str]:
-        return [call[0] for call in self]
-
-
-def syphon_standin(calls: Calls) -> dict[str, ModuleType]:
-    class Texture:
-        def __init__(self, width: int, height: int, pixel_format: int) -> None:
-            self._w, self._h, self.pixel_format = width, height, pixel_format
-
-        def width(self) -> int:
-            return self._w
-
-        def height(self) -> int:
-            return self._h
-
-    class SyphonMetalServer:
-        def __init__(self, name: str, device: Any = None, command_queue: Any = None) -> None:
-            self.name, self.device = name, device or "MTLDevice"
-            calls.append(("SyphonMetalServer", name, threading.get_ident()))
-
-        def publish_frame_texture(
-            self,
-            texture: Texture,
-            region: Any = None,
-            size: Any = None,
-            is_flipped: bool = False,
-            command_buffer: Any = None,
-            auto_commit: bool = True,
-        ) -> None:
-            assert isinstance(texture, Texture)
-            calls.append(("publish_frame_texture", texture, is_flipped, threading.get_ident()))
-
-        def stop(self) -> None:
-            calls.append(("stop", threading.get_ident()))
-
-    class SyphonServerDirectory:
-        def __init__(self) -> None:
-            self.run_loop_interval = 1.0
-
-        def update_run_loop(self) -> None:
-            calls.append(("update_run_loop", self.run_loop_interval))
-
-    def create_mtl_texture(
-        device: Any, width: int, height: int, pixel_format: int = MTL_PIXEL_FORMAT_RGBA8_UNORM
-    ) -> Texture:
-        calls.append(("create_mtl_texture", device, width, height, pixel_format))
-        return Texture(width, height, pixel_format)
-
-    def copy_image_to_mtl_texture(image: np.ndarray, texture: Texture) -> None:
-        assert len(image.shape) == 3 and image.shape[2] == 4  # the library's own checks
-        assert image.shape[:2] == (texture.height(), texture.width())
-        calls.append(("copy_image_to_mtl_texture", image, threading.get_ident()))
-
-    syphon = ModuleType("syphon")
-    syphon.SyphonMetalServer = SyphonMetalServer  # type: ignore[attr-defined]
-    syphon.SyphonServerDirectory = SyphonServerDirectory  # type: ignore[attr-defined]
-    utils, raw, numpy_utils = (
-        ModuleType("syphon.utils"),
-        ModuleType("syphon.utils.raw"),
-        ModuleType("syphon.utils.numpy"),
-    )
-    raw.create_mtl_texture = create_mtl_texture  # type: ignore[attr-defined]
-    numpy_utils.copy_image_to_mtl_texture = copy_image_to_mtl_texture  # type: ignore[attr-defined]
-    syphon.utils = utils  # type: ignore[attr-defined]
-    utils.raw, utils.numpy = raw, numpy_utils  # type: ignore[attr-defined]
-    return {
-        "syphon": syphon,
-        "syphon.utils": utils,
-        "syphon.utils.raw": raw,
-        "syphon.utils.numpy": numpy_utils,
-    }
+from tests.bridge.outputs.syphon_standin import MTL_PIXEL_FORMAT_RGBA8_UNORM, Calls, pretend_macos
 
 
 @pytest.fixture
 def on_macos(monkeypatch: pytest.MonkeyPatch) -> Calls:
-    """Pretend to be macOS with syphon-python installed (the stand-in above)."""
-    calls = Calls()
-    monkeypatch.setattr(publisher, "current_platform", lambda: "darwin")
-    for module_name, module in syphon_standin(calls).items():
-        monkeypatch.setitem(sys.modules, module_name, module)
-    return calls
+    return pretend_macos(monkeypatch)
+
+
+def gradient(height: int, width: int) -> np.ndarray:
+    """Each row its own value: row 0 (the top) is 0, the bottom row the largest."""
+    frame = np.zeros((height, width, 4), np.uint8)
+    frame[..., 0] = np.arange(height, dtype=np.uint8)[:, None] * 5
+    frame[..., 3] = 255
+    return frame
 
 
 def test_syphon_on_linux_names_platform_and_alternatives() -> None:
@@ -117,7 +39,7 @@ def test_syphon_on_linux_names_platform_and_alternatives() -> None:
         create_output("syphon")
     message = str(err.value)
     assert "'syphon'" in message and "needs macOS (this is Linux)" in message
-    assert "outputs that work here: ndi, shm, file:PATH.mp4, png:DIR" in message
+    assert "outputs that work here:" in message and "shm" in message
 
 
 def test_missing_syphon_python_on_macos_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,7 +49,7 @@ def test_missing_syphon_python_on_macos_is_named(monkeypatch: pytest.MonkeyPatch
         create_output("auto")
     message = str(err.value)
     assert "'auto' (syphon on macOS)" in message and "pip install syphon-python" in message
-    assert "outputs that work here: ndi, shm" in message
+    assert "shm" in message
 
 
 def test_calls_per_frame_follow_the_syphon_python_api(on_macos: Calls) -> None:
@@ -141,18 +63,37 @@ def test_calls_per_frame_follow_the_syphon_python_api(on_macos: Calls) -> None:
     assert on_macos.names() == [
         "SyphonMetalServer",
         "create_mtl_texture",
-        *["copy_image_to_mtl_texture", "publish_frame_texture", "update_run_loop"] * 2,
+        *["copy_image_to_mtl_texture", "publish_frame_texture"] * 2,
         "stop",
     ]
     assert on_macos[0][1] == "stage"
     assert on_macos[1][1:] == ("MTLDevice", 64, 48, MTL_PIXEL_FORMAT_RGBA8_UNORM)
-    copies = [c[1] for c in on_macos if c[0] == "copy_image_to_mtl_texture"]
+    copies = [c[1] for c in on_macos.of("copy_image_to_mtl_texture")]
     for sent, copied in zip(frames, copies, strict=True):
         assert copied is sent  # no extra copy on our side
         assert copied.dtype == np.uint8 and copied.flags.c_contiguous
-    published = [c for c in on_macos if c[0] == "publish_frame_texture"]
-    assert all(c[2] is False for c in published)  # not flipped: rows run top to bottom
-    assert all(c[1] == 0.0 for c in on_macos if c[0] == "update_run_loop")  # never waits
+
+
+def test_frames_stand_upright_in_an_opengl_client(on_macos: Calls) -> None:
+    frame = gradient(48, 64)
+    with create_output("syphon") as out:
+        out.open(64, 48, 30.0)
+        out.publish(frame, 0, 0.0)
+    (uploaded,) = [c[1] for c in on_macos.of("copy_image_to_mtl_texture")]
+    np.testing.assert_array_equal(uploaded, frame)  # uploaded top row first, not pre-flipped
+    ((_, _, is_flipped, _),) = on_macos.of("publish_frame_texture")
+    assert is_flipped is True  # the server reverses the rows into the surface
+    np.testing.assert_array_equal(on_macos.gl_view, frame)  # top row at the top
+
+
+def test_bottom_up_frames_are_published_as_they_are(on_macos: Calls) -> None:
+    frame = gradient(8, 8)
+    with SyphonOutput("gl", flipped=True) as out:
+        out.open(8, 8, 30.0)
+        out.publish(frame[::-1].copy(), 0, 0.0)  # a caller that already has OpenGL row order
+    ((_, _, is_flipped, _),) = on_macos.of("publish_frame_texture")
+    assert is_flipped is False
+    np.testing.assert_array_equal(on_macos.gl_view, frame)
 
 
 def test_server_lives_on_one_thread_inside_a_group(on_macos: Calls) -> None:
@@ -160,7 +101,36 @@ def test_server_lives_on_one_thread_inside_a_group(on_macos: Calls) -> None:
         group.open(8, 8, 30.0)
         group.publish(np.zeros((8, 8, 4), np.uint8), 0, 0.0)
         assert group.flush(10)
-    threads = {
-        c[-1] for c in on_macos if c[0] != "update_run_loop" and c[0] != "create_mtl_texture"
-    }
+    names = {"SyphonMetalServer", "copy_image_to_mtl_texture", "publish_frame_texture", "stop"}
+    threads = {c[-1] for c in on_macos if c[0] in names}
     assert len(threads) == 1 and threads != {threading.get_ident()}
+
+
+def test_discovery_is_pumped_on_the_calling_thread_only_and_never_waits(
+    on_macos: Calls,
+) -> None:
+    with OutputGroup([create_output("syphon")]) as group:
+        group.open(8, 8, 30.0)
+        for index in range(3):
+            group.publish(np.zeros((8, 8, 4), np.uint8), index, index / 30)
+            assert group.flush(10)
+        assert on_macos.of("update_run_loop") == []  # the output's own thread never pumps
+        for _ in range(4):
+            group.pump()  # the render loop's thread, between frames
+    main = threading.get_ident()
+    pumps = on_macos.of("update_run_loop")
+    assert [(interval, thread) for _, interval, thread in pumps] == [(0.0, main)] * 4
+    assert syphon_output.PUMP_INTERVAL_S == 0.0  # one pass of the run loop, no waiting
+    assert [c[1] for c in on_macos.of("SyphonServerDirectory")] == [main]  # made once, here
+    server_threads = {c[-1] for c in on_macos.of("publish_frame_texture")}
+    assert main not in server_threads
+
+
+def test_pump_before_open_and_after_close_does_nothing(on_macos: Calls) -> None:
+    out = create_output("syphon")
+    assert isinstance(out, SyphonOutput)
+    out.pump()
+    out.open(8, 8, 30.0)
+    out.close()
+    out.pump()
+    assert on_macos.of("update_run_loop") == []

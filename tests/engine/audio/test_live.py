@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from engine.audio.live import (
 from engine.config import AudioConfig
 from engine.errors import AudioError
 from tests.engine.audio.signals import tones, write_audio
+from tests.requirements import require_portaudio
 
 
 def _ramp(n: int, channels: int = 1, start: int = 0) -> np.ndarray:
@@ -138,17 +138,8 @@ def test_file_source_bad_file(tmp_path: Path) -> None:
         FileAudioSource(tmp_path / "missing.ogg")
 
 
-def _portaudio_or_skip() -> None:
-    try:
-        list_input_devices()
-    except AudioError as exc:
-        if "PortAudio" in str(exc) and not os.environ.get("CI"):
-            pytest.skip(f"PortAudio is not installed here: {exc}")
-        raise
-
-
 def test_unknown_device_names_it_and_lists_inputs() -> None:
-    _portaudio_or_skip()
+    require_portaudio()
     source = LiveAudioSource("no-such-microphone-xyz", sample_rate=44100)
 
     with pytest.raises(AudioError, match="no-such-microphone-xyz") as caught:
@@ -160,7 +151,7 @@ def test_unknown_device_names_it_and_lists_inputs() -> None:
 
 
 def test_unknown_device_index() -> None:
-    _portaudio_or_skip()
+    require_portaudio()
     with pytest.raises(AudioError, match="9999"):
         resolve_input_device(9999)
 
