@@ -2,7 +2,9 @@
 
 Per frame, every target gets ``/hamba/audio/energy``, ``/hamba/audio/tempo``,
 ``/hamba/audio/chroma`` (12 floats), ``/hamba/status/fps`` and ``/hamba/status/frame``, plus
-``/hamba/audio/beat`` (the beat count) on the frame a beat falls in. The rate is the frame rate:
+``/hamba/audio/beat`` (the beat count) on the frame a beat falls in, plus what the capabilities
+registered with :meth:`FeedbackSender.add_provider` add (``/hamba/status/beat_source``, the
+Ableton Link state ``/hamba/link/peers``, ``/hamba/link/tempo``, ``/hamba/link/phase``). The rate is the frame rate:
 nothing is resampled or queued. By default each message is its own datagram, the form every OSC
 receiver understands (TouchDesigner's OSC In CHOP, Resolume, TouchOSC); ``bundle=True`` packs a
 frame's messages into one bundle, one datagram per target per frame.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -35,6 +37,9 @@ Target = tuple[str, int]
 
 MAX_TARGETS = 64
 """Subscriptions beyond this many are refused (a flood of /hamba/subscribe cannot grow it)."""
+
+Provider = Callable[[], Mapping[str, tuple[Any, ...]]]
+"""Adds outgoing addresses and their arguments to every frame's feedback (render thread: quick)."""
 
 
 def resolve_target(host: str, port: int) -> Target:
@@ -61,6 +66,7 @@ class FeedbackSender:
         self._sock.setblocking(False)
         self._lock = threading.Lock()
         self._targets: tuple[Target, ...] = ()
+        self._providers: tuple[Provider, ...] = ()
         self._latest: MappingProxyType[str, tuple[Any, ...]] = MappingProxyType({})
         self._throttle = LogThrottle(log)
         self.frames_sent = 0
@@ -101,6 +107,11 @@ class FeedbackSender:
         log.info("feedback: stopped sending to %s:%d", *target)
         return True
 
+    def add_provider(self, provider: Provider) -> None:
+        """Add ``provider()``'s messages to every frame from now on (a failing one is logged)."""
+        with self._lock:
+            self._providers = (*self._providers, provider)
+
     def latest(self) -> MappingProxyType[str, tuple[Any, ...]]:
         """The arguments last sent to each outgoing address (for OSCQuery VALUE)."""
         return self._latest
@@ -116,6 +127,13 @@ class FeedbackSender:
         }
         if state.beat:
             values[BEAT] = (int(state.beat_count),)
+        for provider in self._providers:
+            try:
+                values.update(provider())
+            except Exception as exc:  # a capability's bug must not stop the render loop
+                self._fail(
+                    "feedback: %s failed: %s", getattr(provider, "__qualname__", provider), exc
+                )
         self._latest = MappingProxyType({**self._latest, **values})
         targets = self._targets
         if not targets:

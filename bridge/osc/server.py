@@ -13,7 +13,9 @@ the render loop. An invalid one (unknown address, wrong arity, wrong type, out o
 nothing, is logged (rate-limited) and answered with ``/hamba/error`` (address, reason) to its
 sender. A packet that is not OSC at all is dropped and counted, without a traceback.
 ``/hamba/preset`` replies with every value the preset set; ``/hamba/subscribe`` (port) adds the
-sender's host at that port to the feedback targets.
+sender's host at that port to the feedback targets. Other addresses that are not controls
+(``/hamba/midi/learn``) go to the handler a capability registered with :meth:`OscServer.add_handler`,
+once their arguments passed the schema.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from osc_schema.schema import (
     UNSUBSCRIBE,
     OscSchemaError,
     control_addresses,
+    lookup,
     parse_arguments,
     parse_message,
     values_of,
@@ -56,6 +59,10 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 (Linux caps it at net.core.rmem_max)."""
 
 _POLL = 0.05  # how often the serving loops look for a stop request, seconds
+
+Handler = Callable[[tuple[Any, ...], Sender], list[Reply]]
+"""Handles an address that is not a control: its checked arguments and the sender -> replies
+(raises ControlError naming the address to refuse)."""
 
 
 @dataclass
@@ -97,6 +104,14 @@ class OscServer(StartsOnEnter):
         self._udp: _UdpServer | None = None
         self._tcp: TcpServer | None = None
         self._threads: list[threading.Thread] = []
+        self._handlers: dict[str, Handler] = {}
+
+    def add_handler(self, address: str, handler: Handler) -> None:
+        """Route an incoming schema address that is not a control to ``handler``."""
+        entry = lookup(address)
+        if entry.direction != "in" or entry.control is not None:
+            raise ValueError(f"{address}: only incoming addresses that are not controls")
+        self._handlers[address] = handler
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -154,6 +169,9 @@ class OscServer(StartsOnEnter):
         controls are then unchanged.
         """
         try:
+            handler = self._handlers.get(address)
+            if handler is not None:
+                return handler(parse_arguments(address, args), sender)
             if address in (SUBSCRIBE, UNSUBSCRIBE):
                 (port,) = parse_arguments(address, args)
                 if address == SUBSCRIBE:
