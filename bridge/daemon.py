@@ -22,6 +22,10 @@ from typing import TextIO
 
 import torch
 
+from bridge.beats.base import BeatSource
+from bridge.beats.synced import SyncedMusic
+from bridge.link.session import LinkSession
+from bridge.midi.surface import MidiSurface, learn_unavailable
 from bridge.music import FileMusic, LiveMusic, MusicSource
 from bridge.options import RunOptions, parse_host_port
 from bridge.osc.feedback import FeedbackSender
@@ -33,6 +37,7 @@ from engine.controls import ControlStore
 from engine.errors import ConfigError, HambaError
 from engine.profiling.profiler import get_profiler
 from engine.render import Conductor, controls_from_config
+from osc_schema.schema import MIDI_LEARN
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +82,9 @@ class Daemon:
         self._oscquery: OscQueryServer | None = None
         self._feedback: FeedbackSender | None = None
         self._conductor: Conductor | None = None
+        self._synced: SyncedMusic | None = None
+        self._link: LinkSession | None = None
+        self._midi: MidiSurface | None = None
 
     # -- set-up and tear-down ------------------------------------------------------------------
 
@@ -90,6 +98,8 @@ class Daemon:
             assert opts.audio is not None
             self._music = FileMusic(opts.audio, config.audio, loop=opts.loop, audible=opts.audible)
         log.info("music: %s", self._music.description)
+        # link and midi before the model: a missing library or port fails in a second
+        self._music = self._synced = self._setup_sync(self._music)
 
         self._conductor = Conductor.from_config(config, self.controls)
         if self._conductor.stream.base.device.type == "cpu":
@@ -106,7 +116,13 @@ class Daemon:
         log.info("outputs: %s", ", ".join(p.name for p in publishers))
 
         self._feedback = FeedbackSender([parse_host_port(t) for t in opts.feedback])
+        self._feedback.add_provider(self._synced.feedback_values)
+        if self._link is not None:
+            self._feedback.add_provider(self._link.feedback_values)
         self._osc = OscServer(self.controls, opts.osc_host, opts.osc_port, feedback=self._feedback)
+        self._osc.add_handler(
+            MIDI_LEARN, self._midi.osc_learn if self._midi is not None else learn_unavailable
+        )
         self._osc.start()
         if opts.oscquery_port is not None:
             self._oscquery = OscQueryServer(
@@ -119,12 +135,46 @@ class Daemon:
             )
             self._oscquery.start()
 
+    def _setup_sync(self, music: MusicSource) -> SyncedMusic:
+        """Link, MIDI and the beat-source choice around the music (see bridge.beats.synced)."""
+        opts = self.options
+        sources: dict[str, BeatSource] = {}
+        if opts.link != "off":
+            grid = music.beat_grid()
+            self._link = LinkSession(
+                opts.link,
+                quantum=opts.quantum,
+                tempo=grid.tempo if grid is not None else 120.0,
+                grid=music.beat_grid,
+            )
+            self._link.start()
+            sources["link"] = self._link
+            log.info("sync: %s", self._link.description)
+        if opts.midi is not None:
+            self._midi = MidiSurface(self.controls, opts.midi, quantum=opts.quantum)
+            self._midi.open()
+            if self._midi.input is not None:
+                sources["midi"] = self._midi.clock
+            log.info("sync: %s", self._midi.description)
+        synced = SyncedMusic(music, self.controls, self.config.audio.fps, sources)
+        if self._midi is not None and self._midi.notes is not None:
+            synced.add_beat_listener(self._midi.notes.on_beat)
+        if opts.beat_source != "auto":
+            self.controls.update({"beat_source": opts.beat_source}, source="--beat-source")
+        return synced
+
     def close(self) -> None:
         """Stop everything that was started, in reverse order; safe to call twice."""
         for closer in (self._oscquery, self._osc):
             if closer is not None:
                 closer.stop()
         self._oscquery = self._osc = None
+        if self._midi is not None:
+            self._midi.close()
+            self._midi = None
+        if self._link is not None:
+            self._link.stop()
+            self._link = None
         if self._feedback is not None:
             self._feedback.close()
             self._feedback = None
@@ -133,7 +183,7 @@ class Daemon:
             self._outputs = None
         if self._music is not None:
             self._music.stop()
-            self._music = None
+            self._music = self._synced = None
         profiling = self.config.profiling
         if profiling.enabled and profiling.export_path is not None:
             get_profiler().export_json(profiling.export_path)
@@ -245,6 +295,7 @@ class Daemon:
         line = (
             f"fps {stats.fps:5.1f} | render {stats.render_ms:6.1f} ms | frames {stats.frames}"
             f" | drops {stats.dropped} | beat {beat} | {tempo:5.1f} BPM"
+            f" ({self._synced.active if self._synced is not None else 'audio'})"
             f"{' | paused' if self.controls.values.pause else ''} | {short!r}"
         )
         stream = self._status_stream
