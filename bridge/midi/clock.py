@@ -1,9 +1,11 @@
 """MIDI clock in as a beat source: 24 clocks a beat, start, stop, continue, song position.
 
-The tempo is the slope of a least-squares line through the arrival times of the last
-:data:`WINDOW` clocks (two beats): one late message moves it little, where the interval between
-two clocks would jitter by the whole USB/OS scheduling delay. The position between clocks is
-read off the same line, so the beat phase runs smoothly between messages.
+The tempo is the slope of a robust (Theil-Sen) line through the arrival times of the last
+:data:`WINDOW` clocks (two beats): the median of the slopes between every two of them. Arrival
+times jitter by the USB and OS scheduling delay, which the many pairs average out; a stalled
+receiving thread delivers several clocks at once, late, which a median shrugs off (the interval
+between two clocks, or a least-squares line, would swing with either). The position between clocks is read
+off the same line, so the beat phase runs smoothly between messages.
 
 What the sender's messages mean (MIDI 1.0): ``start`` puts the song at its beginning, and the
 first clock after it is beat 0 (a downbeat); ``songpos`` (song position pointer, in sixteenth
@@ -38,8 +40,21 @@ MAX_EXTRAPOLATION = 0.5
 STALLED = 0.5
 """A clock not heard for this long is not running (``auto`` then stops choosing it)."""
 
-# an interval this many times the fitted one is a pause, not a slow clock: start the fit afresh
-_GAP = 4.0
+# an interval this many times the fitted one (half a beat) is a pause, not a stalled receiver:
+# start the fit afresh
+_GAP = 12.0
+# once a tempo is known, a new one needs this many clocks (fewer are too close to each other)
+_MIN_CLOCKS = 12
+# tempi a MIDI clock can carry, in seconds per clock (400 down to 20 BPM)
+_SPT_RANGE = (60.0 / 400.0 / 24, 60.0 / 20.0 / 24)
+
+
+def _robust_line(ticks: np.ndarray, times: np.ndarray) -> tuple[float, float]:
+    """(seconds per tick, intercept) of ``times`` against ``ticks``: Theil-Sen (the median of
+    the slopes between every two clocks, then the median intercept)."""
+    i, j = np.triu_indices(len(ticks), k=1)
+    slope = float(np.median((times[j] - times[i]) / (ticks[j] - ticks[i])))
+    return slope, float(np.median(times - slope * ticks))
 
 
 @dataclass(frozen=True)
@@ -116,14 +131,12 @@ class MidiClock:
         self._tick += 1
         self._times.append(at)
         self._ticks.append(self._tick)
-        if len(self._times) >= 3:
+        if len(self._times) >= (3 if fit is None else _MIN_CLOCKS):
             ticks = np.asarray(self._ticks, dtype=np.float64)
             times = np.asarray(self._times, dtype=np.float64)
-            slope, intercept = np.polyfit(ticks, times, 1)
-            if slope > 0:
-                self._fit = _Fit(
-                    self._tick, float(intercept + slope * self._tick), float(slope), at
-                )
+            slope, intercept = _robust_line(ticks, times)
+            if _SPT_RANGE[0] <= slope <= _SPT_RANGE[1]:
+                self._fit = _Fit(self._tick, intercept + slope * self._tick, slope, at)
                 return
         if fit is not None:
             self._fit = _Fit(self._tick, at, fit.seconds_per_tick, at)

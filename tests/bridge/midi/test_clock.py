@@ -44,6 +44,19 @@ def test_24_ppqn_at_125_bpm_reads_125(jitter: float) -> None:
     assert clock.tempo == pytest.approx(125.0, abs=0.5)
 
 
+@pytest.mark.parametrize("late", [3, 6])
+def test_a_stalled_receiver_delivering_clocks_at_once_does_not_swing_the_tempo(late: int) -> None:
+    control, clock = surface()
+    rng = np.random.default_rng(5)
+    period = 60.0 / 125.0 / PPQN
+    for k in range(8 * PPQN):
+        at = 100.0 + k * period
+        if 170 <= k < 170 + late:  # the callback thread was held up: these arrive together
+            at = 100.0 + (170 + late) * period
+        control.on_message(CLOCK, at=at + float(rng.normal(0.0, 0.001)))
+    assert clock.tempo == pytest.approx(125.0, abs=0.5)
+
+
 def test_real_time_clock_reads_its_tempo() -> None:
     """Two seconds of clock sent in real time from a thread, stamped on arrival."""
     control, clock = surface()
@@ -121,12 +134,12 @@ def test_a_tempo_change_is_followed_within_two_beats() -> None:
 
 
 def test_beats_counted_from_the_clock_land_on_their_frames() -> None:
-    """20 fps frames over a 125 BPM clock started with start: beat frames, phase 0 on them,
+    """24 fps frames over a 125 BPM clock started with start: beat frames, phase 0 on them,
     downbeats every four beats."""
     control, clock = surface()
     control.on_message(mido.Message("start"), at=0.0)
     counter = BeatCounter()
-    fps, beat_period = 20.0, 60.0 / 125.0
+    fps, beat_period = 24.0, 60.0 / 125.0  # no beat on a frame boundary: 11.52 frames a beat
     tick = 60.0 / 125.0 / PPQN
     beats, downbeats = [], []
     sent = 0
