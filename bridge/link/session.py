@@ -2,11 +2,12 @@
 
 Binding: `LinkPython-extern <https://pypi.org/project/LinkPython-extern/>`_ (import name
 ``link``), a pybind11 wrapper of Ableton's Link library. Chosen over ``aalink`` because it
-exposes the whole session-state API (``beatAtTime``, ``phaseAtTime``, ``setTempo``,
-``forceBeatAtTime``) without an asyncio loop: the daemon is thread-based, and leading a session
-from an external clock (the music) needs ``forceBeatAtTime``, which aalink does not offer. It
-ships typed stubs and wheels for CPython 3.9-3.14 on Linux (x86_64, aarch64), macOS (Intel,
-Apple silicon) and Windows; it is an optional extra (``pip install 'hambametal[link]'``).
+exposes Link's whole session-state API at any time, not only now (``beatAtTime``,
+``phaseAtTime``, ``setTempo``, ``forceBeatAtTime`` take a time): the daemon reads the beat at a
+frame's own time, which with a file is ahead of now, and the render thread must not wait on an
+event loop (aalink is built around asyncio). It ships typed stubs and wheels for CPython
+3.9-3.14 on Linux (x86_64, aarch64), macOS (Intel, Apple silicon) and Windows; it is an
+optional extra (``pip install 'hambametal[link]'``).
 Ableton Link itself is GPL-2.0-or-later (or Ableton's proprietary licence).
 
 Modes:
