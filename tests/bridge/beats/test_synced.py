@@ -124,6 +124,9 @@ def test_auto_precedence_and_an_unavailable_request(
     ticking = Ticking(150.0, auto=True)
     synced = SyncedMusic(song, store, FPS, {"midi": ticking.clock})
     assert synced.active_source() == "midi"  # [midi] clock on and the clock runs
+    store.set("beat_source", "audio")  # an explicit choice wins over auto's
+    assert synced.active_source() == "audio"
+    store.set("beat_source", "auto")
     ticking.clock.handle("stop", time.monotonic())
     assert synced.active_source() == "audio"  # a stopped clock does not drive
     with caplog.at_level(logging.WARNING, logger="bridge.beats.synced"):
