@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "engine": "benchmarks.bench_engine",
     "outputs": "benchmarks.bench_outputs",
     "osc": "benchmarks.bench_osc",
+    "sync": "benchmarks.bench_sync",
     "gpu": "benchmarks.bench_gpu",
     "e2e": "benchmarks.bench_e2e",
 }
