@@ -10,4 +10,5 @@
 - :mod:`bridge.midi.ports`: ports through mido and python-rtmidi (listing, opening, reopening
   after an unplug), notes out on beats.
 - :mod:`bridge.midi.surface`: the pieces wired together for the daemon.
+- :mod:`bridge.midi.learn`: ``hamba midi learn``, MIDI learn on a running daemon over OSC.
 """
