@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "outputs": "benchmarks.bench_outputs",
     "osc": "benchmarks.bench_osc",
     "web": "benchmarks.bench_web",
+    "sync": "benchmarks.bench_sync",
     "gpu": "benchmarks.bench_gpu",
     "e2e": "benchmarks.bench_e2e",
 }

@@ -1,4 +1,4 @@
-"""The `hamba` command: run, render, devices, osc-schema, check, bench.
+"""The `hamba` command: run, render, devices, osc-schema, check, bench, midi.
 
 Every expected failure (a missing file, a bad size, an unknown output, a model that cannot be
 loaded, a port in use) is a :class:`~engine.errors.HambaError` that prints as one line and exits
@@ -114,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop after SECONDS")
     run.add_argument("--loop", action="store_true", help="loop the audio file")
     run.add_argument("--audible", action="store_true", help="play the audio file out loud")
+    sync = run.add_argument_group("sync")
+    sync.add_argument(
+        "--link",
+        choices=["off", "follow", "lead", "auto"],
+        help="Ableton Link: follow the session's beat, lead it with the music's, or auto",
+    )
+    sync.add_argument("--quantum", type=float, help="beats per bar for Link and MIDI clock (4)")
+    sync.add_argument(
+        "--beat-source",
+        choices=["auto", "audio", "link", "midi"],
+        help="what drives the picture's beat (default auto: Link when followed, then MIDI clock"
+        " with [midi] clock, then audio)",
+    )
+    sync.add_argument("--midi-map", type=Path, metavar="FILE", help="MIDI mapping ([midi] TOML)")
     _add_engine_flags(run)
 
     render = sub.add_parser("render", help="offline render of songs to mp4 with their audio")
@@ -141,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run the benchmarks and record their results")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all that run here)")
+
+    midi = sub.add_parser("midi", help="MIDI tools for a running daemon")
+    midi_sub = midi.add_subparsers(dest="midi_command", required=True, metavar="TOOL")
+    learn = midi_sub.add_parser(
+        "learn", help="bind the next CC moved on the daemon's MIDI input to a control"
+    )
+    learn.add_argument("control", help="the control: its OSC address or name (e.g. blend)")
+    learn.add_argument(
+        "--osc", default="127.0.0.1:9000", metavar="HOST:PORT", help="the daemon's OSC port"
+    )
+    learn.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
     return parser
 
 
@@ -152,6 +177,10 @@ def engine_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     run_table = data.pop("run", {})
     if not isinstance(run_table, dict):
         raise ConfigError(f"{args.config}: [run] must be a table")
+    midi_table = data.pop("midi", None)
+    if midi_table is not None:
+        # [midi] belongs to `hamba run`; its own source name keeps errors pointing at the file
+        run_table = {**run_table, "midi": (str(args.config), midi_table)}
     overrides: dict[str, Any] = {}
     for flag, key in _ENGINE_FLAGS.items():
         value = getattr(args, flag, None)
@@ -186,8 +215,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         "control_token": args.control_token,
         "duration": args.duration,
         "preset": args.preset,
+        "link": args.link,
+        "quantum": args.quantum,
+        "beat_source": args.beat_source,
+        "midi_map": args.midi_map,
     }
     options.update({k: v for k, v in flag_options.items() if v is not None})
+    options["midi"] = _midi_map(options)
     for flag in ("loop", "audible"):
         if getattr(args, flag):
             options[flag] = True
@@ -198,6 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from engine.errors import AudioError
 
         raise AudioError(f"audio file not found: {run_options.audio}")
+    _preflight_sync(run_options)
     from bridge.daemon import Daemon
 
     daemon = Daemon(config, run_options)
@@ -208,6 +243,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _preflight_sync(options: Any) -> None:
+    """Link's binding and the MIDI ports, checked before anything heavy loads."""
+    if options.link != "off":
+        from bridge.link.session import load_link
+
+        load_link()
+    if options.midi is not None:
+        from bridge.midi.ports import require_port
+
+        for kind, wanted in (("input", options.midi.input), ("output", options.midi.output)):
+            if wanted is not None:
+                require_port(wanted, kind)
+
+
+def _midi_map(options: dict[str, Any]) -> Any:
+    """The MIDI mapping: --midi-map / [run] midi_map (a file) wins over the config's [midi]."""
+    from bridge.midi.mapping import load_midi_map, midi_map_from_data
+
+    path = options.get("midi_map")
+    if path is not None:
+        return load_midi_map(Path(path))
+    table = options.get("midi")
+    if table is None:
+        return None
+    source, data = table if isinstance(table, tuple) else ("[run] midi", table)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: [midi] must be a table")
+    return midi_map_from_data(data, source=source)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -259,6 +324,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_benchmarks(args.names)
 
 
+def cmd_midi(args: argparse.Namespace) -> int:
+    from bridge.midi.learn import learn_over_osc
+
+    print(learn_over_osc(args.control, args.osc, timeout=args.timeout))
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "render": cmd_render,
@@ -266,6 +338,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "osc-schema": cmd_osc_schema,
     "check": cmd_check,
     "bench": cmd_bench,
+    "midi": cmd_midi,
 }
 
 

@@ -23,6 +23,10 @@ from typing import TYPE_CHECKING, TextIO
 
 import torch
 
+from bridge.beats.base import BeatSource
+from bridge.beats.synced import SyncedMusic
+from bridge.link.session import LinkSession
+from bridge.midi.surface import MidiSurface, learn_unavailable
 from bridge.music import FileMusic, LiveMusic, MusicSource
 from bridge.options import RunOptions, parse_host_port
 from bridge.osc.access import exposure, parse_networks
@@ -37,6 +41,7 @@ from engine.errors import ConfigError, HambaError
 from engine.lifecycle import close_concurrently
 from engine.profiling.profiler import get_profiler
 from engine.render import Conductor, controls_from_config
+from osc_schema.schema import MIDI_LEARN
 
 if TYPE_CHECKING:
     from bridge.web import ControlRoom
@@ -89,6 +94,9 @@ class Daemon:
         self._feedback: FeedbackSender | None = None
         self._conductor: Conductor | None = None
         self._room: ControlRoom | None = None
+        self._synced: SyncedMusic | None = None
+        self._link: LinkSession | None = None
+        self._midi: MidiSurface | None = None
 
     # -- set-up and tear-down ------------------------------------------------------------------
 
@@ -121,6 +129,8 @@ class Daemon:
             assert opts.audio is not None
             self._music = FileMusic(opts.audio, config.audio, loop=opts.loop, audible=opts.audible)
         log.info("music: %s", self._music.description)
+        # link and midi before the model: a missing library or port fails in a second
+        self._music = self._synced = self._setup_sync(self._music)
         self._start_services()
 
         self._conductor = Conductor.from_config(config, self.controls)
@@ -138,9 +148,16 @@ class Daemon:
         """Feedback, the OSC server and OSCQuery: ControlError names a port that is taken."""
         opts = self.options
         self._feedback = FeedbackSender([parse_host_port(t) for t in opts.feedback])
+        if self._synced is not None:
+            self._feedback.add_provider(self._synced.feedback_values)
+        if self._link is not None:
+            self._feedback.add_provider(self._link.feedback_values)
         allow = parse_networks(opts.osc_allow)
         self._osc = OscServer(
             self.controls, opts.osc_host, opts.osc_port, feedback=self._feedback, allow=allow
+        )
+        self._osc.add_handler(
+            MIDI_LEARN, self._midi.osc_learn if self._midi is not None else learn_unavailable
         )
         self._osc.start()
         if opts.oscquery_port is not None:
@@ -165,6 +182,34 @@ class Daemon:
         ):
             log.info("%s", line)
 
+    def _setup_sync(self, music: MusicSource) -> SyncedMusic:
+        """Link, MIDI and the beat-source choice around the music (see bridge.beats.synced)."""
+        opts = self.options
+        sources: dict[str, BeatSource] = {}
+        if opts.link != "off":
+            grid = music.beat_grid()
+            self._link = LinkSession(
+                opts.link,
+                quantum=opts.quantum,
+                tempo=grid.tempo if grid is not None else 120.0,
+                grid=music.beat_grid,
+            )
+            self._link.start()
+            sources["link"] = self._link
+            log.info("sync: %s", self._link.description)
+        if opts.midi is not None:
+            self._midi = MidiSurface(self.controls, opts.midi, quantum=opts.quantum)
+            self._midi.open()
+            if self._midi.input is not None:
+                sources["midi"] = self._midi.clock
+            log.info("sync: %s", self._midi.description)
+        synced = SyncedMusic(music, self.controls, self.config.audio.fps, sources)
+        if self._midi is not None and self._midi.notes is not None:
+            synced.add_beat_listener(self._midi.notes.on_beat)
+        if opts.beat_source != "auto":
+            self.controls.update({"beat_source": opts.beat_source}, source="--beat-source")
+        return synced
+
     def close(self) -> None:
         """Stop everything that was started, all at once; safe to call twice.
 
@@ -185,9 +230,10 @@ class Daemon:
                 ),
             )
         oscquery, osc, feedback = self._oscquery, self._osc, self._feedback
-        outputs, music = self._outputs, self._music
+        outputs, music, midi, link = self._outputs, self._music, self._midi, self._link
         self._oscquery = self._osc = self._feedback = None
-        self._outputs = self._music = None
+        self._outputs = self._music = self._synced = None
+        self._midi = self._link = None
 
         def stop_osc() -> None:
             if osc is not None:
@@ -202,6 +248,10 @@ class Daemon:
             steps.append(("outputs", outputs.close))
         if music is not None:
             steps.append(("music", music.stop))
+        if midi is not None:
+            steps.append(("midi", midi.close))
+        if link is not None:
+            steps.append(("link", link.stop))
         close_concurrently(steps, CLOSE_TIMEOUT, log)
         profiling = self.config.profiling
         if profiling.enabled and profiling.export_path is not None:
@@ -315,6 +365,7 @@ class Daemon:
         line = (
             f"fps {stats.fps:5.1f} | render {stats.render_ms:6.1f} ms | frames {stats.frames}"
             f" | drops {stats.dropped} | beat {beat} | {tempo:5.1f} BPM"
+            f" ({self._synced.active if self._synced is not None else 'audio'})"
             f"{' | paused' if self.controls.values.pause else ''} | {short!r}"
         )
         stream = self._status_stream

@@ -8,8 +8,26 @@ import time
 from engine.errors import HambaError
 
 
+def describe_midi() -> list[str]:
+    """The MIDI input and output ports as lines (or why there are none)."""
+    from bridge.midi.ports import port_names
+
+    lines: list[str] = []
+    for kind in ("input", "output"):
+        lines.append(f"midi {kind}s:")
+        try:
+            names = port_names(kind)
+        except HambaError as exc:
+            lines.append(f"  (none: {exc})")
+            continue
+        lines.extend(f"  {name}" for name in names)
+        if not names:
+            lines.append("  (none found)")
+    return lines
+
+
 def describe_devices() -> str:
-    """Audio inputs and the frame outputs that work on this machine, as text."""
+    """Audio inputs, MIDI ports and the frame outputs that work on this machine, as text."""
     from bridge.outputs.base import available_outputs
     from engine.audio.live import list_input_devices
 
@@ -23,6 +41,7 @@ def describe_devices() -> str:
             lines.append("  (none found)")
         for device in devices:
             lines.append(f"  {device}")
+    lines.extend(describe_midi())
     lines.append("outputs:")
     for kind, available, reason in available_outputs():
         mark = "yes" if available else "no "

@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
+from bridge.beats.base import BeatGrid, fit_grid
 from engine.audio.analyzer import AudioAnalyzer
 from engine.audio.live import FileAudioSource, LiveAudioSource, resolve_input_device
 from engine.audio.streaming import StreamingAnalyzer
@@ -48,6 +51,14 @@ class MusicSource(Protocol):
     @property
     def can_look_ahead(self) -> bool:
         """Whether future music is known (a file) so render latency can be compensated."""
+        ...
+
+    def beat_grid(self) -> BeatGrid | None:
+        """The beat grid the music implies now, anchored in ``time.monotonic()`` seconds.
+
+        None while no steady beat is known (silence, before the tracker locks). A Link leader
+        publishes it; any thread may call it.
+        """
         ...
 
 
@@ -102,6 +113,18 @@ class FileMusic:
         local = local % n if self.loop else min(max(local, 0), n - 1)
         return dataclasses.replace(self.features.state_at_frame(local), frame=index, time=time_s)
 
+    def beat_grid(self) -> BeatGrid | None:
+        features = self.features
+        times = features.beat_times
+        if times.size == 0:
+            # features made without tracked times: the middle of each beat's frame
+            times = (features.beat_frames.astype(np.float64) + 0.5) / features.fps
+        now = self.clock()
+        local = now % features.duration if self.loop and features.duration > 0 else now
+        grid = fit_grid(times, local)
+        # music time -> wall time: the song's time 0 was ``now - local`` seconds ago
+        return grid.shifted(time.monotonic() - local) if grid is not None else None
+
 
 class LiveMusic:
     """Live capture with streaming analysis on its own thread."""
@@ -117,6 +140,9 @@ class LiveMusic:
         self._analyzer = StreamingAnalyzer(config, config.sample_rate)
         self._block_seconds = config.block_size / config.sample_rate
         self._beats_shown = 0
+        # (time.monotonic(), seconds of audio analysed) after the latest block: maps audio time
+        # to wall time for the beat grid
+        self._pushed: tuple[float, float] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = 0.0
@@ -159,3 +185,13 @@ class LiveMusic:
                 self._stop.wait(0.25 * self._block_seconds)
                 continue
             self._analyzer.push(block)
+            self._pushed = (time.monotonic(), self._analyzer.time)
+
+    def beat_grid(self) -> BeatGrid | None:
+        grid, pushed = self._analyzer.beat_grid(), self._pushed
+        if grid is None or pushed is None:
+            return None
+        period, next_beat = grid
+        wall, audio_time = pushed
+        # the newest sample analysed was captured about when its block was pushed
+        return BeatGrid(period, wall - (audio_time - next_beat))

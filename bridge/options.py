@@ -6,11 +6,14 @@ Kept free of heavy imports so the CLI validates them before torch loads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bridge.midi.mapping import MidiMap
 from bridge.osc.access import parse_networks
 from engine.errors import ConfigError
+from osc_schema.controls import BeatSourceChoice
 
 
 def parse_host_port(spec: str) -> tuple[str, int]:
@@ -46,6 +49,15 @@ class RunOptions(BaseModel):
     audible: bool = Field(False, description="play the file through the speakers")
     preset: str | None = Field(None, description="initial preset")
     status_interval: float = Field(0.5, gt=0, description="seconds between status lines")
+    link: Literal["off", "follow", "lead", "auto"] = Field(
+        "off", description="Ableton Link: follow the session, lead it, or auto (see README)"
+    )
+    quantum: float = Field(4.0, gt=0, le=64, description="beats per bar (Link quantum, MIDI bars)")
+    beat_source: BeatSourceChoice = Field(
+        "auto", description="what drives the beat: auto, audio, link or midi"
+    )
+    midi_map: Path | None = Field(None, description="a MIDI mapping file (a [midi] table)")
+    midi: MidiMap | None = Field(None, description="the MIDI mapping ([midi] or --midi-map)")
 
     @field_validator("feedback")
     @classmethod

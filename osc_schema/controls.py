@@ -32,6 +32,10 @@ CHROMA_PROMPT_DEFAULTS: tuple[str, ...] = (
 )
 
 
+BeatSourceChoice = Literal["auto", "audio", "link", "midi"]
+"""What may drive the picture's beat (``auto``: the documented precedence)."""
+
+
 def check_twelve_prompts(value: tuple[str, ...]) -> tuple[str, ...]:
     """One prompt per pitch class, C to B, or a ValueError that says how many came."""
     if len(value) != 12:
@@ -121,6 +125,12 @@ class LiveControls(BaseModel):
         False,
         description="freeze the image (frames keep flowing, unchanged)",
         json_schema_extra=_osc("/hamba/pause"),
+    )
+    beat_source: BeatSourceChoice = Field(
+        "auto",
+        description="what drives the picture's beat: audio analysis, Ableton Link or MIDI clock;"
+        " auto: Link while following it, else a running MIDI clock ([midi] clock), else audio",
+        json_schema_extra=_osc("/hamba/beat_source"),
     )
 
     _twelve = field_validator("chroma_prompts")(check_twelve_prompts)

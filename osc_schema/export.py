@@ -33,6 +33,8 @@ _CONTAINERS = {
     NAMESPACE: "live controls (in) and music analysis, status and errors (out)",
     f"{NAMESPACE}/audio": "music analysis, sent every frame to feedback targets",
     f"{NAMESPACE}/status": "engine status, sent every frame to feedback targets",
+    f"{NAMESPACE}/link": "Ableton Link session state, sent every frame while Link is on",
+    f"{NAMESPACE}/midi": "MIDI learn",
 }
 
 

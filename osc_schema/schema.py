@@ -47,6 +47,13 @@ FPS = "/hamba/status/fps"
 FRAME = "/hamba/status/frame"
 DROPS = "/hamba/status/drops"
 ERROR = "/hamba/error"
+BEAT_SOURCE = "/hamba/beat_source"
+BEAT_SOURCE_STATUS = "/hamba/status/beat_source"
+LINK_PEERS = "/hamba/link/peers"
+LINK_TEMPO = "/hamba/link/tempo"
+LINK_PHASE = "/hamba/link/phase"
+MIDI_LEARN = "/hamba/midi/learn"
+MIDI_LEARNED = "/hamba/midi/learned"
 
 Direction = Literal["in", "out"]
 Access = Literal["r", "w", "rw"]
@@ -257,6 +264,13 @@ def _derived_controls() -> list[OscAddress]:
 
 # -- declared addresses (not controls) ------------------------------------------------------------
 
+BEAT_SOURCES: tuple[str, ...] = tuple(
+    choice
+    for choice in typing.get_args(LiveControls.model_fields["beat_source"].annotation)
+    if choice != "auto"
+)
+"""The beat sources that can drive the picture (``/hamba/beat_source`` less ``auto``)."""
+
 _PORT = OscArgument("port", "i", minimum=1, maximum=65535)
 _FRACTION = OscArgument("value", "f", minimum=0.0, maximum=1.0)
 
@@ -311,6 +325,54 @@ _DECLARED: tuple[OscAddress, ...] = (
         "out",
         "r",
         "a message was rejected: its address and why (sent back to its sender)",
+    ),
+    OscAddress(
+        BEAT_SOURCE_STATUS,
+        (OscArgument("source", "s", choices=BEAT_SOURCES),),
+        "out",
+        "r",
+        "the beat source driving the picture now (see /hamba/beat_source)",
+    ),
+    OscAddress(
+        LINK_PEERS,
+        (OscArgument("count", "i", minimum=0),),
+        "out",
+        "r",
+        "other peers in the Ableton Link session (sent while Link is on)",
+    ),
+    OscAddress(
+        LINK_TEMPO,
+        (OscArgument("value", "f", minimum=0.0),),
+        "out",
+        "r",
+        "tempo of the Ableton Link session (sent while Link is on)",
+        unit="time.bpm",
+    ),
+    OscAddress(
+        LINK_PHASE,
+        (OscArgument("beats", "f", minimum=0.0),),
+        "out",
+        "r",
+        "beats into the Link bar, 0 up to the quantum (sent while Link is on)",
+    ),
+    OscAddress(
+        MIDI_LEARN,
+        (OscArgument("control", "s", max_length=200),),
+        "in",
+        "w",
+        "bind the next MIDI CC moved to this numeric control (its address or name);"
+        " an empty string cancels",
+    ),
+    OscAddress(
+        MIDI_LEARNED,
+        (
+            OscArgument("address", "s"),
+            OscArgument("channel", "i", minimum=1, maximum=16),
+            OscArgument("cc", "i", minimum=0, maximum=127),
+        ),
+        "out",
+        "r",
+        "a MIDI learn bound this CC to this address (sent to the learn request's sender)",
     ),
 )
 

@@ -3,8 +3,10 @@
 Per frame, every target gets ``/hamba/audio/energy``, ``/hamba/audio/tempo``,
 ``/hamba/audio/chroma`` (12 floats), ``/hamba/status/fps``, ``/hamba/status/frame`` and (from
 the daemon) ``/hamba/status/drops``, plus ``/hamba/audio/beat`` (the beat count) on the frame a
-beat falls in. :meth:`FeedbackSender.send_values` sends other values once (the OSC server echoes
-control changes through it). The rate is the frame rate:
+beat falls in, plus what the capabilities registered with :meth:`FeedbackSender.add_provider` add
+(``/hamba/status/beat_source``, the Ableton Link state ``/hamba/link/peers``,
+``/hamba/link/tempo``, ``/hamba/link/phase``). :meth:`FeedbackSender.send_values` sends other
+values once (the OSC server echoes control changes through it). The rate is the frame rate:
 nothing is resampled or queued. By default each message is its own datagram, the form every OSC
 receiver understands (TouchDesigner's OSC In CHOP, Resolume, TouchOSC); ``bundle=True`` packs a
 frame's messages into one bundle, one datagram per target per frame.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -37,6 +39,9 @@ Target = tuple[str, int]
 
 MAX_TARGETS = 64
 """Subscriptions beyond this many are refused (a flood of /hamba/subscribe cannot grow it)."""
+
+Provider = Callable[[], Mapping[str, tuple[Any, ...]]]
+"""Adds outgoing addresses and their arguments to every frame's feedback (render thread: quick)."""
 
 
 def resolve_target(host: str, port: int) -> Target:
@@ -63,6 +68,7 @@ class FeedbackSender:
         self._sock.setblocking(False)
         self._lock = threading.Lock()
         self._targets: tuple[Target, ...] = ()
+        self._providers: tuple[Provider, ...] = ()
         self._latest: MappingProxyType[str, tuple[Any, ...]] = MappingProxyType({})
         self._throttle = LogThrottle(log)
         self.frames_sent = 0
@@ -103,6 +109,11 @@ class FeedbackSender:
         log.info("feedback: stopped sending to %s:%d", *target)
         return True
 
+    def add_provider(self, provider: Provider) -> None:
+        """Add ``provider()``'s messages to every frame from now on (a failing one is logged)."""
+        with self._lock:
+            self._providers = (*self._providers, provider)
+
     def latest(self) -> MappingProxyType[str, tuple[Any, ...]]:
         """The arguments last sent to each outgoing address (for OSCQuery VALUE)."""
         return self._latest
@@ -125,6 +136,13 @@ class FeedbackSender:
             values[DROPS] = (int(drops),)
         if state.beat:
             values[BEAT] = (int(state.beat_count),)
+        for provider in self._providers:
+            try:
+                values.update(provider())
+            except Exception as exc:  # a capability's bug must not stop the render loop
+                self._fail(
+                    "feedback: %s failed: %s", getattr(provider, "__qualname__", provider), exc
+                )
         self._latest = MappingProxyType({**self._latest, **values})
         if self._send(values, f"frame {frame}"):
             self.frames_sent += 1

@@ -19,6 +19,8 @@ sender's host at that port to the feedback targets.
 dropped unanswered and counted (:attr:`ServerStats.refused`). Every change of a control, from
 whichever surface, is echoed to the feedback targets, so a controller's faders follow changes
 made elsewhere (the web page, another controller).
+Other addresses that are not controls (``/hamba/midi/learn``) go to the handler a capability
+registered with :meth:`OscServer.add_handler`, once their arguments passed the schema.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from osc_schema.schema import (
     UNSUBSCRIBE,
     OscSchemaError,
     control_addresses,
+    lookup,
     parse_arguments,
     parse_message,
     values_of,
@@ -64,6 +67,10 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 (Linux caps it at net.core.rmem_max)."""
 
 _POLL = 0.05  # how often the serving loops look for a stop request, seconds
+
+Handler = Callable[[tuple[Any, ...], Sender], list[Reply]]
+"""Handles an address that is not a control: its checked arguments and the sender -> replies
+(raises ControlError naming the address to refuse)."""
 
 
 def _is_unknown_bundle_element(record: logging.LogRecord) -> bool:
@@ -133,6 +140,14 @@ class OscServer(StartsOnEnter):
         self._udp: _UdpServer | None = None
         self._tcp: TcpServer | None = None
         self._threads: list[threading.Thread] = []
+        self._handlers: dict[str, Handler] = {}
+
+    def add_handler(self, address: str, handler: Handler) -> None:
+        """Route an incoming schema address that is not a control to ``handler``."""
+        entry = lookup(address)
+        if entry.direction != "in" or entry.control is not None:
+            raise ValueError(f"{address}: only incoming addresses that are not controls")
+        self._handlers[address] = handler
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -198,6 +213,9 @@ class OscServer(StartsOnEnter):
         controls are then unchanged.
         """
         try:
+            handler = self._handlers.get(address)
+            if handler is not None:
+                return handler(parse_arguments(address, args), sender)
             if address in (SUBSCRIBE, UNSUBSCRIBE):
                 (port,) = parse_arguments(address, args)
                 if address == SUBSCRIBE:

@@ -37,7 +37,7 @@ from engine.errors import AudioError
 log = logging.getLogger(__name__)
 
 # bump when the features change meaning, so old cache entries stop matching
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 # the config fields the features depend on (device, block size, cache settings do not matter)
 CACHE_FIELDS: tuple[str, ...] = (
@@ -50,7 +50,16 @@ CACHE_FIELDS: tuple[str, ...] = (
     "band_edges",
 )
 
-_ARRAYS: tuple[str, ...] = ("beat_frames", "onset", "energy", "chroma_cq", "low", "mid", "high")
+_ARRAYS: tuple[str, ...] = (
+    "beat_frames",
+    "beat_times",
+    "onset",
+    "energy",
+    "chroma_cq",
+    "low",
+    "mid",
+    "high",
+)
 _SCALARS: tuple[str, ...] = ("duration", "fps", "sample_rate", "tempo")
 
 # libsndfile error codes after which another decoder may still succeed (unknown container or codec)
@@ -353,6 +362,7 @@ class AudioAnalyzer:
             sample_rate=sample_rate,
             tempo=tempo,
             beat_frames=beat_frames,
+            beat_times=beat_times,
             onset=peak_normalise(onset, floor=1e-12),
             energy=peak_normalise(rms, floor=SILENCE_RMS),
             chroma_cq=chroma.astype(np.float32),

@@ -168,6 +168,17 @@ class StreamingAnalyzer:
         """The running tempo estimate in BPM (0 before one is found)."""
         return 60.0 / self._period if self._period > 0 else 0.0
 
+    def beat_grid(self) -> tuple[float, float] | None:
+        """``(period, next_beat)`` in seconds of audio time while the beat is locked, else None.
+
+        The tracker's own grid, finer than the frames it fires into (what a Link leader
+        publishes).
+        """
+        period, next_beat = self._period, self._next_beat
+        if not self._locked or period <= 0:
+            return None
+        return period, next_beat
+
     def latest(self) -> MusicState:
         """The most recent frame's state; a silent frame 0 before any audio."""
         return self._latest

@@ -23,6 +23,9 @@ class MusicState:
 
     ``beat`` is true on the frame a beat falls in; ``beat_phase`` runs 0..1 from one beat to the
     next; ``beat_count`` counts beats since the start; ``chroma`` is 12 values in [0, 1], C to B.
+    ``bar_phase`` runs 0..1 through the bar and ``downbeat`` is true on the frame a bar starts,
+    where the beat source knows the bar (Ableton Link, a MIDI clock with start or song
+    position); audio analysis does not, and leaves ``bar_phase`` None.
     """
 
     frame: int
@@ -37,6 +40,8 @@ class MusicState:
     low: float = 0.0
     mid: float = 0.0
     high: float = 0.0
+    bar_phase: float | None = None
+    downbeat: bool = False
 
     def __post_init__(self) -> None:
         chroma = np.ascontiguousarray(self.chroma, dtype=np.float32)
@@ -52,7 +57,8 @@ class AudioFeatures:
 
     Arrays are read-only. ``energy``, ``onset`` and the band energies are normalised to [0, 1];
     ``chroma_cq`` is ``(12, num_frames)`` with each column's maximum at 1 (0 in silence);
-    ``beat_frames`` are the video-frame indices beats fall in, ascending.
+    ``beat_frames`` are the video-frame indices beats fall in, ascending; ``beat_times`` are the
+    beats in seconds as the tracker found them, finer than a frame (empty when unknown).
     """
 
     path: str
@@ -67,6 +73,7 @@ class AudioFeatures:
     low: FloatArray
     mid: FloatArray
     high: FloatArray
+    beat_times: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     num_frames: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +90,11 @@ class AudioFeatures:
         _readonly(chroma)
         beats = np.ascontiguousarray(self.beat_frames, dtype=np.int64)
         _readonly(beats)
+        times = np.ascontiguousarray(self.beat_times, dtype=np.float64)
+        if times.ndim != 1:
+            raise ValueError(f"beat_times must be one-dimensional, got shape {times.shape}")
+        _readonly(times)
+        object.__setattr__(self, "beat_times", times)
         object.__setattr__(self, "chroma_cq", chroma)
         object.__setattr__(self, "beat_frames", beats)
         object.__setattr__(self, "num_frames", n)
