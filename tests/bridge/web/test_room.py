@@ -97,8 +97,14 @@ def test_the_page_holds_every_writable_control_and_every_meter(served: OscQueryS
     assert "/hamba/seed" in numbers
     toggles = {a["data-osc"] for t, a in tags if a.get("role") == "switch"}
     assert toggles == {"/hamba/pause", "/hamba/coherence"}
-    presets = [a["data-value"] for t, a in tags if t == "button" and a.get("data-value")]
-    assert presets == ["fast", "balanced", "quality"]
+    choices: dict[str, list[str]] = {}
+    group = ""
+    for t, a in tags:
+        if t == "div" and "choices" in (a.get("class") or "").split():
+            group = a["data-osc"]
+        elif t == "button" and a.get("data-value"):
+            choices.setdefault(group, []).append(a["data-value"])
+    assert choices["/hamba/preset"] == ["fast", "balanced", "quality"]
     texts = {a["data-osc"] for t, a in tags if t == "textarea"}
     assert {"/hamba/prompt", "/hamba/negative_prompt"} | {
         f"/hamba/prompt/chroma/{i}" for i in range(12)
