@@ -1,0 +1,64 @@
+"""The host ring: a buffer anything still refers to is never handed out again; the
+finiteness flag travels with the frames. (The pinned, asynchronous CUDA path is written against
+torch's ``pin_memory``, ``copy_(non_blocking=True)`` and ``torch.cuda.Event``: it runs only where
+a GPU is, see ``test_fast_path`` and ``benchmarks/bench_gpu.py``.)"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+from engine.diffusion.host import HostRing, HostTransfer, NonFiniteFrameError, ReadyFrames
+
+
+def test_a_buffer_still_referred_to_is_never_reused() -> None:
+    ring = HostRing((1, 4, 4, 4), slots=2, max_slots=4)
+    _, first, _ = ring.acquire()
+    _, second, _ = ring.acquire()
+    assert first is not second
+    view = first[0, :2]  # a view (a queued frame, a Frame) keeps its buffer taken
+    del first
+    _, third, _ = ring.acquire()
+    assert third is not view.base and ring.slots == 3  # grown, not shared
+    del view, second, third
+    gc.collect()
+    assert all(ring.free(slot) for slot in range(ring.slots))
+
+
+def test_a_released_buffer_comes_back() -> None:
+    ring = HostRing((2, 2), slots=2)
+    _, a, _ = ring.acquire()
+    address = a.ctypes.data
+    del a
+    seen = set()
+    for _ in range(4):
+        _, b, _ = ring.acquire()
+        seen.add(b.ctypes.data)
+        del b
+    assert address in seen and ring.slots == 2  # nothing held: the ring does not grow
+
+
+def test_a_full_ring_falls_back_to_fresh_memory() -> None:
+    ring = HostRing((2, 2), slots=1, max_slots=2)
+    held = [ring.acquire()[1] for _ in range(2)]
+    _, extra, _ = ring.acquire()
+    assert ring.overflows == 1 and all(extra.ctypes.data != h.ctypes.data for h in held)
+
+
+def test_cpu_transfer_checks_the_finite_flag() -> None:
+    transfer = HostTransfer(torch.device("cpu"))
+    frames = torch.zeros(1, 2, 2, 4, dtype=torch.uint8)
+    ok = transfer.launch(frames, reused=False, finite=torch.tensor(True))
+    assert ok.ready() and ok.wait().shape == (1, 2, 2, 4)
+    bad = transfer.launch(frames, reused=True, finite=torch.tensor(False))
+    with pytest.raises(NonFiniteFrameError):
+        bad.wait()
+
+
+def test_ready_frames_hand_out_the_same_image_objects() -> None:
+    frames = np.zeros((3, 2, 2, 4), np.uint8)
+    pending = ReadyFrames(frames)
+    assert pending.image(1) is pending.image(1) and pending.image() is pending.image(2)
