@@ -45,6 +45,7 @@ TEMPO = "/hamba/audio/tempo"
 CHROMA = "/hamba/audio/chroma"
 FPS = "/hamba/status/fps"
 FRAME = "/hamba/status/frame"
+STATUS_ERROR = "/hamba/status/error"
 ERROR = "/hamba/error"
 
 Direction = Literal["in", "out"]
@@ -296,6 +297,14 @@ _DECLARED: tuple[OscAddress, ...] = (
     ),
     OscAddress(
         FRAME, (OscArgument("index", "i", minimum=0),), "out", "r", "index of the frame published"
+    ),
+    OscAddress(
+        STATUS_ERROR,
+        (OscArgument("frame", "i", minimum=0), OscArgument("reason", "s")),
+        "out",
+        "r",
+        "a frame failed and the last good one stays on screen, or the engine stepped down "
+        "after running out of memory: the frame and why (at most every 5 s, every step-down)",
     ),
     OscAddress(
         ERROR,

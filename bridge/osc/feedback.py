@@ -9,25 +9,27 @@ frame's messages into one bundle, one datagram per target per frame.
 
 Sending happens on the render thread, so it never blocks and never raises: the socket is
 non-blocking UDP, host names are resolved once when a target is added, and a failed send to
-one target is counted and logged (rate-limited) while the others still get theirs.
+one target is counted and logged (rate-limited) while the others still get theirs. The messages
+are packed with ``struct`` from prefixes made once per address (type tags from the schema):
+python-osc's builder parses every message it builds back, which at a thousand frames a second
+costs more than sending them. ``/hamba/status/error`` (a frame failed, the engine stepped down)
+goes out through :meth:`FeedbackSender.send_error`.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Iterable
 from types import MappingProxyType
 from typing import Any
 
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message_builder import build_msg
-
 from bridge.osc.throttle import LogThrottle
 from engine.audio.types import MusicState
 from engine.errors import ControlError
-from osc_schema.schema import BEAT, CHROMA, ENERGY, FPS, FRAME, TEMPO
+from osc_schema.schema import ADDRESSES, BEAT, CHROMA, ENERGY, FPS, FRAME, STATUS_ERROR, TEMPO
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,56 @@ Target = tuple[str, int]
 
 MAX_TARGETS = 64
 """Subscriptions beyond this many are refused (a flood of /hamba/subscribe cannot grow it)."""
+
+
+# an OSC bundle to run at once: "#bundle", then the time tag 1 ("immediately")
+_BUNDLE_HEAD = b"#bundle\x00" + struct.pack(">Q", 1)
+_SIZE = struct.Struct(">i")
+
+
+def osc_string(text: str) -> bytes:
+    """An OSC string: UTF-8, NUL-terminated, zero-padded to a multiple of 4 bytes."""
+    data = text.encode() + b"\x00"
+    return data + b"\x00" * (-len(data) % 4)
+
+
+class MessageEncoder:
+    """OSC messages to the engine's outgoing addresses, with the schema's type tags.
+
+    The address and type-tag strings are encoded once per address; arguments are packed with
+    ``struct`` (``f`` float32, ``i`` int32, ``s`` string, big-endian as OSC wants them). The
+    bytes are those python-osc's ``build_msg`` makes (tested).
+    """
+
+    def __init__(self) -> None:
+        self._prefixes: dict[str, bytes] = {}
+        self._numbers: dict[str, struct.Struct | None] = {}
+
+    def encode(self, address: str, args: tuple[Any, ...]) -> bytes:
+        prefix = self._prefixes.get(address)
+        if prefix is None:
+            prefix = self._learn(address)
+        numbers = self._numbers[address]
+        if numbers is not None:
+            return prefix + numbers.pack(*args)
+        tags = ADDRESSES[address].type_tags
+        parts = [prefix]
+        for tag, value in zip(tags, args, strict=True):
+            parts.append(osc_string(value) if tag == "s" else struct.pack(">" + tag, value))
+        return b"".join(parts)
+
+    def bundle(self, messages: list[bytes]) -> bytes:
+        """Messages as one bundle to run at once."""
+        return _BUNDLE_HEAD + b"".join(_SIZE.pack(len(m)) + m for m in messages)
+
+    def _learn(self, address: str) -> bytes:
+        tags = ADDRESSES[address].type_tags
+        if not set(tags) <= {"f", "i", "s"}:
+            raise ControlError(f"{address}: feedback cannot encode type tags {tags!r}")
+        prefix = osc_string(address) + osc_string("," + tags)
+        self._prefixes[address] = prefix
+        self._numbers[address] = None if "s" in tags else struct.Struct(">" + tags)
+        return prefix
 
 
 def resolve_target(host: str, port: int) -> Target:
@@ -63,6 +115,7 @@ class FeedbackSender:
         self._targets: tuple[Target, ...] = ()
         self._latest: MappingProxyType[str, tuple[Any, ...]] = MappingProxyType({})
         self._throttle = LogThrottle(log)
+        self._encoder = MessageEncoder()
         self.frames_sent = 0
         self.send_failures = 0
         for host, port in targets:
@@ -110,21 +163,26 @@ class FeedbackSender:
         values: dict[str, tuple[Any, ...]] = {
             ENERGY: (float(state.energy),),
             TEMPO: (float(state.tempo),),
-            CHROMA: tuple(float(c) for c in state.chroma),
+            CHROMA: tuple(state.chroma.tolist()),
             FPS: (float(fps),),
             FRAME: (int(frame),),
         }
         if state.beat:
             values[BEAT] = (int(state.beat_count),)
         self._latest = MappingProxyType({**self._latest, **values})
+        if self._send(values, frame):
+            self.frames_sent += 1
+
+    def _send(self, values: dict[str, tuple[Any, ...]], frame: int) -> bool:
+        """Encode and send to every target; False when there was nothing to send."""
         targets = self._targets
         if not targets:
-            return
+            return False
         try:
             datagrams = self._encode(values)
-        except Exception as exc:  # a value python-osc cannot encode must not stop the render loop
+        except Exception as exc:  # a value that cannot be encoded must not stop the render loop
             self._fail("feedback: cannot encode frame %d: %s", frame, exc)
-            return
+            return False
         for target in targets:
             for datagram in datagrams:
                 try:
@@ -132,7 +190,14 @@ class FeedbackSender:
                 except OSError as exc:
                     self._fail("feedback: send to %s:%d failed: %s", *target, exc)
                     break
-        self.frames_sent += 1
+        return True
+
+    def send_error(self, frame: int, reason: str) -> None:
+        """Send ``/hamba/status/error frame reason`` to every target; never raises, never
+        blocks (the caller rate-limits)."""
+        values = {STATUS_ERROR: (max(int(frame), 0), str(reason)[:500])}
+        self._latest = MappingProxyType({**self._latest, **values})
+        self._send(values, frame)
 
     def close(self) -> None:
         """Release the socket; later frames are not sent."""
@@ -141,13 +206,9 @@ class FeedbackSender:
         self._sock.close()
 
     def _encode(self, values: dict[str, tuple[Any, ...]]) -> list[bytes]:
-        messages = [build_msg(address, list(args)) for address, args in values.items()]
-        if not self.bundle:
-            return [m.dgram for m in messages]
-        builder = OscBundleBuilder(IMMEDIATELY)
-        for message in messages:
-            builder.add_content(message)
-        return [builder.build().dgram]
+        encode = self._encoder.encode
+        messages = [encode(address, args) for address, args in values.items()]
+        return [self._encoder.bundle(messages)] if self.bundle else messages
 
     def _fail(self, message: str, *args: Any) -> None:
         self.send_failures += 1
