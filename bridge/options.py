@@ -39,6 +39,11 @@ class RunOptions(BaseModel):
     audible: bool = Field(False, description="play the file through the speakers")
     preset: str | None = Field(None, description="initial preset")
     status_interval: float = Field(0.5, gt=0, description="seconds between status lines")
+    pipelined: bool = Field(
+        True,
+        description="plan and launch the next frame while this one renders (False: one "
+        "frame after the other, the sequential loop)",
+    )
 
     @field_validator("feedback")
     @classmethod

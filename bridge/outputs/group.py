@@ -262,6 +262,12 @@ class OutputGroup(ClosesOnExit):
         for lane in self._lanes:
             lane.put(item)
 
+    def pump(self) -> None:
+        """Main-thread work between frames (the render loop calls it once per frame).
+
+        A placeholder here: outputs that need the main thread (Syphon's run loop) hook in.
+        """
+
     def flush(self, timeout: float) -> bool:
         """Wait until every enabled output has published its queue; False on timeout.
 
