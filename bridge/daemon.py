@@ -118,9 +118,11 @@ class Daemon:
         *,
         status_stream: TextIO | None = None,
         on_frame: Callable[[FrameRecord], None] | None = None,
+        music: MusicSource | None = None,
     ) -> None:
-        """``on_frame`` is called on the loop's thread after each published frame."""
-        if options.audio is None and not options.live:
+        """``on_frame`` is called on the loop's thread after each published frame; ``music``
+        replaces the source the options name (a benchmark's precomputed features)."""
+        if music is None and options.audio is None and not options.live:
             raise ConfigError("hamba run needs --audio FILE or --live [DEVICE]")
         self.config = config
         self.options = options
@@ -129,6 +131,7 @@ class Daemon:
         self._status_stream = status_stream if status_stream is not None else sys.stderr
         self.controls = ControlStore(controls_from_config(config, options.preset))
         self._music: MusicSource | None = None
+        self._given_music = music
         self._outputs: OutputGroup | None = None
         self._osc: OscServer | None = None
         self._oscquery: OscQueryServer | None = None
@@ -148,7 +151,9 @@ class Daemon:
         """Load the model, open the music source, outputs and OSC services (may raise HambaError)."""
         config = self.config
         opts = self.options
-        if opts.live:
+        if self._given_music is not None:
+            self._music = self._given_music
+        elif opts.live:
             self._music = LiveMusic(opts.live_device, config.audio)
         else:
             assert opts.audio is not None

@@ -185,7 +185,7 @@ def test_frames_in_order_each_with_its_music_and_every_drop_counted(
     # the feedback of each frame is the music at that frame (the file's analysis)
     features = AudioAnalyzer(daemon.config.audio).analyze(song)
     energy: dict[int, float] = {}
-    pending_energy = None
+    pending_energy = float("nan")
     for message in received(listener):
         if message.address == ENERGY:
             pending_energy = message.params[0]

@@ -62,3 +62,26 @@ def test_ready_frames_hand_out_the_same_image_objects() -> None:
     frames = np.zeros((3, 2, 2, 4), np.uint8)
     pending = ReadyFrames(frames)
     assert pending.image(1) is pending.image(1) and pending.image() is pending.image(2)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+def test_cuda_frames_reach_a_pinned_slot_through_their_own_event() -> None:
+    """Written against torch's pinned memory, non-blocking copies and events; runs on a GPU."""
+    device = torch.device("cuda")
+    transfer = HostTransfer(device)
+    frames = torch.randint(0, 256, (1, 64, 64, 4), dtype=torch.uint8, device=device)
+    torch.cuda._sleep(200_000_000)  # keep the stream busy: the copy queues behind it
+    pending = transfer.launch(frames, reused=False, finite=torch.ones((), dtype=torch.bool, device=device))
+    assert not pending.ready()  # launched, not waited for
+    array = pending.wait()
+    assert pending.ready() and transfer.ring((1, 64, 64, 4)).pinned
+    np.testing.assert_array_equal(array, frames.cpu().numpy())
+    held = array
+    second = transfer.launch(frames, reused=True).wait()
+    assert second.ctypes.data != held.ctypes.data  # the held slot is not reused
+    bad = transfer.launch(frames, reused=False, finite=torch.zeros((), dtype=torch.bool, device=device))
+    with pytest.raises(NonFiniteFrameError):
+        bad.wait()
