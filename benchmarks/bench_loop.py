@@ -10,7 +10,9 @@ feedback to a UDP listener on loopback, with the measuring models instead of a d
   frame (plan, launch, publish, feedback, status; median and p99);
 - ``null-fixed`` at 3 ms a frame, off the Python thread (as a GPU renders): the pipelined loop
   against the sequential one, the clock again at 1,000 frames a second so that the loop, not
-  the clock, sets the pace (an ideal pipeline publishes 333 frames a second).
+  the clock, sets the pace (an ideal pipeline publishes 333 frames a second);
+- the shared-memory writer's cost per frame at 512x512 and 1024x1024, and of the CRC-32 in it
+  (layout version 2).
 
 Cases alternate within each of ``--repeats`` rounds, so load from other processes falls on all
 of them alike; the load averages are recorded. ``--profile`` runs one null case under cProfile
@@ -308,6 +310,7 @@ def run(*, seconds: float = 5.0, repeats: int = 3, size: int = SIZE) -> dict[str
     median_runs = {
         name: sorted(rows, key=lambda r: r["fps"])[len(rows) // 2] for name, rows in runs.items()
     }
+    shm = shm_costs()
     pipelined = median_runs["null-fixed 3 ms, pipelined"]["fps"]
     sequential = median_runs["null-fixed 3 ms, sequential"]["fps"]
     ideal = 1000.0 / FIXED_MS
@@ -322,6 +325,7 @@ def run(*, seconds: float = 5.0, repeats: int = 3, size: int = SIZE) -> dict[str
         "fixed_sequential_fps": sequential,
         "fixed_pipelined_within_10pct": pipelined >= 0.9 * ideal,
         "fixed_sequential_within_10pct": sequential >= 0.9 * ideal,
+        "shm_checksum": shm,
         "conditions": {
             "size": f"{size}x{size}",
             "format": "RGBA uint8",
@@ -337,6 +341,38 @@ def run(*, seconds: float = 5.0, repeats: int = 3, size: int = SIZE) -> dict[str
             **versions(),
         },
     }
+
+
+def shm_costs(sizes: Sequence[int] = (512, 1024), repeats: int = 60) -> dict[str, Any]:
+    """The shared-memory writer's publish (copy + CRC-32) and the CRC-32 alone, median ms."""
+    import numpy as np
+
+    from bridge.outputs.shm import ShmOutput, slot_checksum
+
+    rows: dict[str, Any] = {}
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        frame = rng.integers(0, 256, (size, size, 4), dtype=np.uint8)
+        stamp = np.zeros(16, np.uint8)
+        crc, publish = [], []
+        with ShmOutput(f"bench{uuid.uuid4().hex[:8]}") as out:
+            out.open(size, size, 30.0)
+            for i in range(repeats + 5):
+                started = time.perf_counter()
+                slot_checksum(stamp, frame)
+                middle = time.perf_counter()
+                out.publish(frame, i, i / 30.0)
+                if i >= 5:
+                    crc.append((middle - started) * 1000.0)
+                    publish.append((time.perf_counter() - middle) * 1000.0)
+        rows[f"{size}x{size}"] = {
+            "crc32_ms": statistics.median(crc),
+            "publish_ms": statistics.median(publish),
+        }
+    import zlib
+
+    rows["zlib"] = zlib.ZLIB_RUNTIME_VERSION
+    return rows
 
 
 def profile(*, seconds: float, sort: str = "tottime", limit: int = 30) -> str:
@@ -367,6 +403,9 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['fixed_sequential_fps']:.1f} fps (ideal {ideal:.0f}, 10 % below: "
         f"{0.9 * ideal:.0f})"
     )
+    for size, row in results["shm_checksum"].items():
+        if isinstance(row, dict):
+            print(f"shm {size}: CRC-32 {row['crc32_ms']:.3f} ms, publish {row['publish_ms']:.3f} ms")
     print(f"load: {results['conditions']['load_before']} -> {results['conditions']['load_after']}")
 
 

@@ -242,7 +242,7 @@ class Daemon:
         # walk it again mid-show (one took over 100 ms here); unfrozen in close()
         gc.collect()
         gc.freeze()
-        self._next_status = time.monotonic() + self._status_every()
+        self._next_status_perf = time.perf_counter() + self._status_every()
         in_flight: _Launched | None = None
         music.start()
         while not self.stop_event.is_set():

@@ -83,3 +83,8 @@ def test_bench_gpu_without_cuda_says_so_and_exits_cleanly(
         pytest.skip("a CUDA device is present: the script would run the full benchmark")
     assert bench_gpu.main([]) == 0
     assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_bench_loop_times_the_shared_memory_checksum() -> None:
+    costs = bench_loop.shm_costs(sizes=(64,), repeats=3)
+    assert costs["64x64"]["crc32_ms"] > 0 and costs["64x64"]["publish_ms"] > 0
