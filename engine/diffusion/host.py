@@ -22,6 +22,7 @@ import logging
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -109,6 +110,16 @@ class ReadyFrames(PendingFrames):
         return self._ready
 
 
+class HostSlot(NamedTuple):
+    """A host buffer: the tensor, the numpy array sharing its memory, a one-element bool flag
+    (pinned with it), and whether it is new (never handed out before: its content is garbage)."""
+
+    tensor: torch.Tensor
+    array: Frames
+    flag: torch.Tensor
+    fresh: bool
+
+
 class HostRing:
     """Reusable host buffers for frames of one shape (pinned on CUDA).
 
@@ -133,6 +144,7 @@ class HostRing:
         self._arrays: list[Frames] = []
         self._flags: list[torch.Tensor] = []
         self._baseline: list[int] = []
+        self._unused: set[int] = set()  # slots never handed out
         self._next = 0
         self.overflows = 0  # frames that found every slot taken
         for _ in range(slots):
@@ -147,18 +159,21 @@ class HostRing:
         # the list and getrefcount's own argument are the references the ring itself holds
         return sys.getrefcount(self._arrays[slot]) <= self._baseline[slot]
 
-    def acquire(self) -> tuple[torch.Tensor, Frames, torch.Tensor]:
-        """A free buffer as (tensor, the numpy array sharing it, a one-element bool flag)."""
+    def acquire(self) -> HostSlot:
+        """A buffer nothing else refers to."""
         count = len(self._arrays)
         for step in range(count):
             slot = (self._next + step) % count
             if self.free(slot):
                 self._next = (slot + 1) % count
-                return self._tensors[slot], self._arrays[slot], self._flags[slot]
+                fresh = slot in self._unused
+                self._unused.discard(slot)
+                return HostSlot(self._tensors[slot], self._arrays[slot], self._flags[slot], fresh)
         if count < self.max_slots:
             slot = self._grow()
             self._next = 0
-            return self._tensors[slot], self._arrays[slot], self._flags[slot]
+            self._unused.discard(slot)
+            return HostSlot(self._tensors[slot], self._arrays[slot], self._flags[slot], True)
         self.overflows += 1
         if self.overflows == 1:
             log.warning(
@@ -167,7 +182,7 @@ class HostRing:
                 count,
             )
         tensor = torch.empty(self.shape, dtype=torch.uint8)
-        return tensor, tensor.numpy(), torch.empty(1, dtype=torch.bool)
+        return HostSlot(tensor, tensor.numpy(), torch.empty(1, dtype=torch.bool), True)
 
     def _grow(self) -> int:
         tensor = torch.empty(self.shape, dtype=torch.uint8, pin_memory=self.pinned)
@@ -176,6 +191,7 @@ class HostRing:
         self._flags.append(torch.ones(1, dtype=torch.bool, pin_memory=self.pinned))
         slot = len(self._arrays) - 1
         self._baseline.append(sys.getrefcount(self._arrays[slot]))
+        self._unused.add(slot)
         return slot
 
 
@@ -230,7 +246,7 @@ class HostTransfer:
         output): on the cpu it is then copied into a ring slot instead of shared.
         """
         if frames.device.type == "cuda":
-            tensor, array, flag = self.ring(tuple(frames.shape)).acquire()
+            tensor, array, flag, _ = self.ring(tuple(frames.shape)).acquire()
             tensor.copy_(frames, non_blocking=True)
             if finite is None:
                 flag.fill_(True)
@@ -242,7 +258,7 @@ class HostTransfer:
         ok = True if finite is None else bool(finite)
         if frames.device.type == "cpu":
             if reused:
-                tensor, array, _ = self.ring(tuple(frames.shape)).acquire()
+                tensor, array, _, _ = self.ring(tuple(frames.shape)).acquire()
                 tensor.copy_(frames)
                 return ReadyFrames(array, finite=ok)
             return ReadyFrames(frames.contiguous().numpy(), finite=ok)

@@ -16,12 +16,12 @@ from engine.diffusion.host import HostRing, HostTransfer, NonFiniteFrameError, R
 
 def test_a_buffer_still_referred_to_is_never_reused() -> None:
     ring = HostRing((1, 4, 4, 4), slots=2, max_slots=4)
-    _, first, _ = ring.acquire()
-    _, second, _ = ring.acquire()
+    first = ring.acquire().array
+    second = ring.acquire().array
     assert first is not second
     view = first[0, :2]  # a view (a queued frame, a Frame) keeps its buffer taken
     del first
-    _, third, _ = ring.acquire()
+    third = ring.acquire().array
     assert third is not view.base and ring.slots == 3  # grown, not shared
     del view, second, third
     gc.collect()
@@ -30,21 +30,29 @@ def test_a_buffer_still_referred_to_is_never_reused() -> None:
 
 def test_a_released_buffer_comes_back() -> None:
     ring = HostRing((2, 2), slots=2)
-    _, a, _ = ring.acquire()
+    a = ring.acquire().array
     address = a.ctypes.data
     del a
     seen = set()
     for _ in range(4):
-        _, b, _ = ring.acquire()
+        b = ring.acquire().array
         seen.add(b.ctypes.data)
         del b
     assert address in seen and ring.slots == 2  # nothing held: the ring does not grow
 
 
+def test_a_buffer_says_whether_it_was_handed_out_before() -> None:
+    ring = HostRing((2, 2), slots=1)
+    first = ring.acquire()
+    assert first.fresh
+    del first
+    assert not ring.acquire().fresh  # the same buffer again: it holds the last frame
+
+
 def test_a_full_ring_falls_back_to_fresh_memory() -> None:
     ring = HostRing((2, 2), slots=1, max_slots=2)
-    held = [ring.acquire()[1] for _ in range(2)]
-    _, extra, _ = ring.acquire()
+    held = [ring.acquire().array for _ in range(2)]
+    extra = ring.acquire().array
     assert ring.overflows == 1 and all(extra.ctypes.data != h.ctypes.data for h in held)
 
 
