@@ -11,6 +11,8 @@ feedback to a UDP listener on loopback, with the measuring models instead of a d
 - ``null-fixed`` at 3 ms a frame, off the Python thread (as a GPU renders): the pipelined loop
   against the sequential one, the clock again at 1,000 frames a second so that the loop, not
   the clock, sets the pace (an ideal pipeline publishes 333 frames a second);
+- the main thread's work for one frame stage by stage (music state, plan, launch, wait,
+  publish, feedback), without the clock (:func:`loop_parts`: where the trims were aimed);
 - the shared-memory writer's cost per frame at 512x512 and 1024x1024, and of the CRC-32 in it
   (layout version 2).
 
@@ -314,6 +316,8 @@ def run(*, seconds: float = 5.0, repeats: int = 3, size: int = SIZE) -> dict[str
         name: sorted(rows, key=lambda r: r["fps"])[len(rows) // 2] for name, rows in runs.items()
     }
     shm = shm_costs()
+    with tempfile.TemporaryDirectory() as folder:
+        parts = loop_parts(write_song(Path(folder)), Path(folder))
     pipelined = median_runs["null-fixed 3 ms, pipelined"]["fps"]
     sequential = median_runs["null-fixed 3 ms, sequential"]["fps"]
     ideal = 1000.0 / FIXED_MS
@@ -329,6 +333,7 @@ def run(*, seconds: float = 5.0, repeats: int = 3, size: int = SIZE) -> dict[str
         "fixed_pipelined_within_10pct": pipelined >= 0.9 * ideal,
         "fixed_sequential_within_10pct": sequential >= 0.9 * ideal,
         "shm_checksum": shm,
+        "main_thread_us": parts,
         "conditions": {
             "size": f"{size}x{size}",
             "format": "RGBA uint8",
@@ -344,6 +349,66 @@ def run(*, seconds: float = 5.0, repeats: int = 3, size: int = SIZE) -> dict[str
             **versions(),
         },
     }
+
+
+def loop_parts(song: Path, work: Path, *, frames: int = 3000, size: int = SIZE) -> dict[str, Any]:
+    """The main thread's work for one frame, stage by stage, as the daemon does it (null model,
+    one torch thread, feedback to a listener process, an output group with shm behind it),
+    without the clock: median and p99 microseconds per stage, over ``frames`` frames."""
+    import torch
+
+    from bridge.music import FileMusic
+    from bridge.osc.feedback import FeedbackSender
+    from bridge.outputs.base import OutputGroup, create_output
+    from engine.config import PipelineConfig
+    from engine.render import Conductor
+
+    torch.set_num_threads(1)  # the daemon's setting on a 2-core machine
+    config = PipelineConfig().with_overrides(
+        {
+            "diffusion.model": "null",
+            "diffusion.device": "cpu",
+            "inference.width": size,
+            "inference.height": size,
+            "audio.fps": CLOCK_FPS,
+            "audio.cache_dir": str(work / "cache"),
+        }
+    )
+    music = FileMusic(song, config.audio, loop=True)
+    conductor = Conductor.from_config(config)
+    listener = FeedbackListener()
+    host, port = listener.target.split(":")
+    feedback = FeedbackSender([(host, int(port))])
+    group = OutputGroup([create_output("shm", name=f"bench{uuid.uuid4().hex[:8]}")])
+    group.open(size, size, CLOCK_FPS)
+    stages = ("music state", "plan", "launch", "wait", "publish", "feedback", "frame")
+    times: dict[str, list[float]] = {name: [] for name in stages}
+    try:
+        for index in range(frames + 100):
+            t0 = time.perf_counter()
+            state = music.state_at(index, index / CLOCK_FPS)
+            t1 = time.perf_counter()
+            request = conductor.plan(state, index)
+            t2 = time.perf_counter()
+            pending = conductor.launch(request)
+            t3 = time.perf_counter()
+            frame = pending.wait()
+            t4 = time.perf_counter()
+            group.publish(frame.image, frame.index, frame.time)
+            t5 = time.perf_counter()
+            feedback.send_frame(state, fps=CLOCK_FPS, frame=index)
+            t6 = time.perf_counter()
+            if index >= 100:  # after the first frames' one-off costs
+                marks = (t0, t1, t2, t3, t4, t5, t6)
+                for name, start, end in zip(stages, marks, marks[1:], strict=False):
+                    times[name].append((end - start) * 1e6)
+                times["frame"].append((t6 - t0) * 1e6)
+            time.sleep(0.0005)  # let the output's thread run, as the clock would
+    finally:
+        group.close()
+        feedback.close()
+        listener.close()
+    return {name: summarise(values) for name, values in times.items()}
 
 
 def shm_costs(sizes: Sequence[int] = (512, 1024), repeats: int = 60) -> dict[str, Any]:
@@ -409,6 +474,9 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['fixed_sequential_fps']:.1f} fps (ideal {ideal:.0f}, 10 % below: "
         f"{0.9 * ideal:.0f})"
     )
+    print("main thread per frame, us (median / p99):")
+    for name, row in results["main_thread_us"].items():
+        print(f"  {name:<12} {row['median']:8.1f} {row['p99']:8.1f}")
     for size, row in results["shm_checksum"].items():
         if isinstance(row, dict):
             print(f"shm {size}: CRC-32 {row['crc32_ms']:.3f} ms, publish {row['publish_ms']:.3f} ms")
