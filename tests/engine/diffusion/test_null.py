@@ -20,9 +20,23 @@ from engine.render import Conductor
 from tests.engine.synthetic import make_features
 
 
-def null(size: int = 64, *, render_ms: float = 0.0, steps: int = 1) -> NullPipeline:
+DEVICES = pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ),
+    ],
+)
+
+
+def null(
+    size: int = 64, *, render_ms: float = 0.0, steps: int = 1, device: str = "cpu"
+) -> NullPipeline:
     return NullPipeline(
-        DiffusionConfig(model="null", device="cpu"),
+        DiffusionConfig(model="null", device=device),
         InferenceConfig(height=size, width=size, num_inference_steps=steps),
         render_ms=render_ms,
     )
@@ -45,31 +59,35 @@ def test_a_registered_model_name_picks_its_own_kind(monkeypatch: pytest.MonkeyPa
     assert fixed.is_untrained and "measuring tool" in fixed.model_label
 
 
-def test_frames_are_real_frames_that_follow_the_latent() -> None:
-    model = null(96)
+@DEVICES
+def test_frames_are_real_frames_that_follow_the_latent(device: str) -> None:
+    """On the cpu the frames are written into the host ring; on CUDA they are made on the
+    device and come back through the pinned ring, as a real model's do."""
+    model = null(96, device=device)
     embeds = model.encode_prompt("anything")
     assert embeds.shape == (1, 77, NULL_HIDDEN)
-    first = model.render(noise(1, 96), embeds).frames
+    first = model.render(noise(1, 96).to(device), embeds).frames
     assert first.shape == (1, 96, 96, 4) and first.dtype == np.uint8
     assert first.flags.c_contiguous and (first[..., 3] == 255).all()
     kept = first.copy()
-    again = model.render(noise(1, 96), embeds).frames
-    other = model.render(noise(2, 96) * 3, embeds).frames
+    again = model.render(noise(1, 96).to(device), embeds).frames
+    other = model.render((noise(2, 96) * 3).to(device), embeds).frames
     np.testing.assert_array_equal(again, kept)
     assert not np.array_equal(other, kept)  # the tinted band follows the latent
     assert len(np.unique(first[0, 40:, :, 2])) > 100  # texture, not a flat colour
     np.testing.assert_array_equal(first, kept)  # an earlier frame is never overwritten
 
 
-def test_nan_in_the_model_is_never_a_frame() -> None:
-    model = null()
+@DEVICES
+def test_nan_in_the_model_is_never_a_frame(device: str) -> None:
+    model = null(device=device)
     embeds = model.encode_prompt("x")
-    pending = model.launch(torch.full((1, 4, 8, 8), float("nan")), embeds)
+    pending = model.launch(torch.full((1, 4, 8, 8), float("nan"), device=device), embeds)
     with pytest.raises(NonFiniteFrameError, match="NaN"):
         pending.wait()
     with pytest.raises(NonFiniteFrameError):
         pending.frames.image()  # asking again gives the same answer
-    assert model.render(noise(0), embeds).frames.shape == (1, 64, 64, 4)
+    assert model.render(noise(0).to(device), embeds).frames.shape == (1, 64, 64, 4)
 
 
 def test_fixed_render_time_runs_off_the_python_thread() -> None:
