@@ -10,7 +10,9 @@ UDP on loopback.
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -279,6 +281,7 @@ def test_the_show_goes_on_whatever_fails_in_a_frame(
         return models[-1]
 
     monkeypatch.setitem(diffusion_base.MODEL_KINDS, FAILING_KIND, build)
+    caplog.set_level(logging.INFO, logger="bridge.daemon")
     pumps: list[int] = []
     monkeypatch.setattr(OutputGroup, "pump", lambda self: pumps.append(1))
     daemon = make_daemon(
@@ -307,6 +310,8 @@ def test_the_show_goes_on_whatever_fails_in_a_frame(
     # reported: the log (rate-limited), and over OSC with the frame and the reason
     assert "RuntimeError: mat1 and mat2 shapes" in caplog.text
     assert "out of memory: render size 64x64" in caplog.text
+    # the status line (the closing one here: the run is shorter than a status interval)
+    assert f"{len(failures)} failed (out of memory: render size 64x64)" in caplog.text
     errors = [m.params for m in received(listener) if m.address == STATUS_ERROR]
     assert any("mat1 and mat2" in reason for _, reason in errors)
     assert any("out of memory: render size 64x64" in reason for _, reason in errors)
@@ -362,3 +367,19 @@ def test_stop_event_ends_the_loop_quickly(song: Path, cache: Path, pipelined: bo
 def test_needs_a_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--audio FILE or --live"):
         Daemon(PipelineConfig(), RunOptions())
+
+
+def test_the_live_status_line_says_what_failed_and_how_the_engine_stepped_down(
+    song: Path, cache: Path
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    daemon = make_daemon(song, cache, model="null")
+    daemon._status_stream = terminal
+    daemon.stats.errors = 3
+    daemon.stats.note = "out of memory: stream batch off"
+    daemon._print_status(4, 120.0)
+    assert "errors 3 (out of memory: stream batch off)" in terminal.getvalue()
