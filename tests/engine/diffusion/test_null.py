@@ -19,7 +19,6 @@ from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.render import Conductor
 from tests.engine.synthetic import make_features
 
-
 DEVICES = pytest.mark.parametrize(
     "device",
     [
