@@ -285,9 +285,9 @@ class Daemon:
         assert self._music is not None and self._conductor is not None
         started = time.perf_counter()
         self.stats.last_index = index
-        state = self._music.state_at(index, time_s)
         conductor = self._conductor
         try:
+            state = self._music.state_at(index, time_s)
             pending = conductor.launch(conductor.plan(state, index))
         except Exception as exc:  # any failure of one frame: the show goes on
             self._frame_failed(index, exc)

@@ -24,15 +24,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
-import numpy.typing as npt
 import torch
 
 from engine.errors import RenderError
+from engine.frame import RGBAImage
 
 log = logging.getLogger(__name__)
 
-Frames = npt.NDArray[np.uint8]
+Frames = RGBAImage  # here a batch (B, H, W, 4), or one frame of it
 
 
 class NonFiniteFrameError(RenderError):
