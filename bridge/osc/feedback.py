@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from types import MappingProxyType
 from typing import Any
 
+from pythonosc.osc_message_builder import build_msg
+
 from bridge.osc.throttle import LogThrottle
 from engine.audio.types import MusicState
 from engine.errors import ControlError
@@ -55,21 +57,24 @@ class MessageEncoder:
 
     The address and type-tag strings are encoded once per address; arguments are packed with
     ``struct`` (``f`` float32, ``i`` int32, ``s`` string, big-endian as OSC wants them). The
-    bytes are those python-osc's ``build_msg`` makes (tested).
+    bytes are those python-osc's ``build_msg`` makes (tested). Any other address or type tag
+    (a boolean control echoed back, an address outside the schema) goes through ``build_msg``.
     """
 
     def __init__(self) -> None:
-        self._prefixes: dict[str, bytes] = {}
+        self._prefixes: dict[str, bytes | None] = {}
         self._numbers: dict[str, struct.Struct | None] = {}
 
     def encode(self, address: str, args: tuple[Any, ...]) -> bytes:
-        prefix = self._prefixes.get(address)
-        if prefix is None:
-            prefix = self._learn(address)
+        if address not in self._prefixes:
+            self._learn(address)
+        prefix = self._prefixes[address]
+        tags = ADDRESSES[address].type_tags if prefix is not None else ""
+        if prefix is None or len(args) != len(tags):
+            return bytes(build_msg(address, list(args)).dgram)
         numbers = self._numbers[address]
         if numbers is not None:
             return prefix + numbers.pack(*args)
-        tags = ADDRESSES[address].type_tags
         parts = [prefix]
         for tag, value in zip(tags, args, strict=True):
             parts.append(osc_string(value) if tag == "s" else struct.pack(">" + tag, value))
@@ -79,14 +84,14 @@ class MessageEncoder:
         """Messages as one bundle to run at once."""
         return _BUNDLE_HEAD + b"".join(_SIZE.pack(len(m)) + m for m in messages)
 
-    def _learn(self, address: str) -> bytes:
-        tags = ADDRESSES[address].type_tags
-        if not set(tags) <= {"f", "i", "s"}:
-            raise ControlError(f"{address}: feedback cannot encode type tags {tags!r}")
-        prefix = osc_string(address) + osc_string("," + tags)
-        self._prefixes[address] = prefix
+    def _learn(self, address: str) -> None:
+        entry = ADDRESSES.get(address)
+        tags = entry.type_tags if entry is not None else ""
+        if entry is None or not tags or not set(tags) <= {"f", "i", "s"}:
+            self._prefixes[address] = None  # python-osc's builder handles it
+            return
+        self._prefixes[address] = osc_string(address) + osc_string("," + tags)
         self._numbers[address] = None if "s" in tags else struct.Struct(">" + tags)
-        return prefix
 
 
 def resolve_target(host: str, port: int) -> Target:

@@ -185,6 +185,10 @@ def test_hand_packed_messages_are_python_osc_s_bytes() -> None:
         builder.add_content(build_msg(address, [0.5 if address == ENERGY else 3]))
     packed = encoder.bundle([encoder.encode(ENERGY, (0.5,)), encoder.encode(FRAME, (3,))])
     assert packed == builder.build().dgram
+    # anything else (a boolean control echoed back, an address outside the schema) goes
+    # through python-osc's builder
+    for address, args in (("/hamba/pause", (True,)), ("/elsewhere", (1.5, "x"))):
+        assert encoder.encode(address, args) == build_msg(address, list(args)).dgram
 
 
 def test_status_error_reaches_the_listener(listener: socket.socket) -> None:
