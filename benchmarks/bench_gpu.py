@@ -1,20 +1,28 @@
-"""Real architectures, random weights, on a GPU: how fast is one frame, and how far from the floor?
+"""Real architectures, random weights, on a GPU: plain diffusers, the engine, the engine in the
+live loop, and how far from the floor, in one run.
 
 SD 1.5's UNet (``UNet2DConditionModel(sample_size=64, cross_attention_dim=768,
 attention_head_dim=8)``, 860 M parameters) and TAESD (``AutoencoderTiny()``) with a CLIP
 ViT-L-shaped text encoder, all random-initialised (speed does not depend on weight values), at
-512x512, 1 step, fp16, batch 1, frames delivered into host memory. Measured in one run:
+512x512, fp16, frames delivered into host memory. Measured in one process:
 
-- the engine end to end (eager, with CUDA graphs, optionally with ``torch.compile``), and the
-  streaming wrapper with temporal coherence on;
+- a plain diffusers ``StableDiffusionPipeline.__call__`` per frame on the same components, at 1
+  step and at the stream batch's step count;
+- the engine end to end at 1 step, batch 1 (eager, with CUDA graphs, optionally with
+  ``torch.compile``), the streaming wrapper with temporal coherence on, and the stream batch
+  (``--stream-steps`` steps, default 2: one batched unet call per frame);
+- the engine in the live loop: ``bridge.daemon.Daemon`` (music clock at 1,000 frames a second
+  so the model sets the pace, shm output, OSC feedback to a listener process), pipelined and
+  sequential, at 1 step and with the stream batch, and the ``null`` model for the loop's own
+  floor on this machine (the pinned host ring and its events included);
 - per-stage times (unet step, decode + uint8, copy to host) with CUDA events;
-- a plain diffusers ``StableDiffusionPipeline.__call__`` per frame on the same components;
 - peak GPU memory;
 - the floor: the frame's FLOPs (``torch.utils.flop_counter``) over a measured matmul rate.
 
-Without a CUDA device it says so and exits (status 0). ``--cpu-smoke`` runs every CPU-safe part
-(FLOP count, matmul rate, engine, stages, baseline) with the tiny model at 64x64 on the CPU,
-so the script is known to work where no GPU is.
+Without a CUDA device it says so and exits (status 0). ``--cpu-smoke`` runs every part with the
+tiny model at 64x64 on the CPU, so the script is known to work where no GPU is. A GPU machine
+that lacks the project's pure-Python dependencies is told which wheels to carry
+(:data:`WHEELS`; BENCHMARKS.md, "On a GPU").
 
 Run: ``python -m benchmarks.bench_gpu`` (``--help``). Writes
 ``benchmarks/results/gpu_<device>.json`` (or ``--out``).
@@ -23,9 +31,11 @@ Run: ``python -m benchmarks.bench_gpu`` (``--help``). Writes
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -37,6 +47,45 @@ import torch
 from benchmarks.bench_engine import PROMPT, RESULTS, plain_frame, versions
 
 SD15_LABEL = "SD 1.5 UNet + TAESD + CLIP ViT-L text encoder, random weights"
+# the model kind the live loop loads: the components built here, not a checkpoint
+BENCH_KIND = "bench-sd15-random"
+
+# what a GPU machine with torch but without the project's other dependencies must be given:
+# (module to import, the wheel that provides it); all pure Python but pydantic-core
+WHEELS: tuple[tuple[str, str], ...] = (
+    ("diffusers", "diffusers==0.42.1"),
+    ("pydantic", "pydantic==2.14.4"),
+    ("pydantic_core", "pydantic-core==2.50.5"),
+    ("annotated_types", "annotated-types==0.8.0"),
+    ("typing_inspection", "typing-inspection==0.4.5"),
+    ("pythonosc", "python-osc==1.10.2"),
+)
+
+
+def missing_wheels() -> list[str]:
+    """The wheels of :data:`WHEELS` whose module cannot be imported here."""
+    missing = []
+    for module, wheel in WHEELS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(wheel)
+    return missing
+
+
+def wheel_advice(missing: Sequence[str]) -> str:
+    """How to carry the missing wheels to a machine without package registries."""
+    return (
+        f"bench_gpu: missing Python packages: {', '.join(missing)}. On a machine with pip "
+        "access, from the repository root:\n"
+        "  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 "
+        "--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 "
+        f"--platform manylinux2014_x86_64 -d .whl {' '.join(w for _, w in WHEELS)}\n"
+        "then, on the GPU machine (carry .whl):\n"
+        "  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && "
+        "export PYTHONPATH=/tmp/site:.\n"
+        "(BENCHMARKS.md, section 'On a GPU')"
+    )
 
 
 def build_components(device: torch.device, dtype: torch.dtype, *, smoke: bool) -> Any:
@@ -145,7 +194,77 @@ def fps(fn: Callable[[], object], frames: int) -> float:
     return frames / (time.perf_counter() - begin)
 
 
-def run(*, smoke: bool = False, frames: int = 200, compile_unet: bool = False) -> dict[str, Any]:
+def live_loop(
+    pipe: Any,
+    label: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    size: int,
+    stream_steps: int,
+    seconds: float,
+    cuda_graphs: bool,
+    smoke: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """The daemon's loop on these components (registered as a model kind), and on ``null``;
+    ``smoke`` runs one case of each kind (every code path, a third of the time)."""
+    from benchmarks.bench_loop import run_case
+    from engine.config import DiffusionConfig, InferenceConfig
+    from engine.diffusion.base import BaseDiffusionPipeline, register_model_kind
+    from engine.diffusion.sd15 import SD15Pipeline
+
+    built: dict[str, SD15Pipeline] = {}
+
+    def build(diffusion: DiffusionConfig, inference: InferenceConfig) -> BaseDiffusionPipeline:
+        # one engine per setting, kept across runs: traces and cuda graphs are made once
+        key = diffusion.model_dump_json() + inference.model_dump_json()
+        if key not in built:
+            built[key] = SD15Pipeline(diffusion, inference, pipe=pipe, label=label)
+        return built[key]
+
+    register_model_kind(BENCH_KIND, build)
+    common = {"diffusion.dtype": str(dtype).removeprefix("torch.")}
+    engine = {**common, "diffusion.cuda_graphs": cuda_graphs}
+    batch = {
+        **common,
+        "inference.num_inference_steps": stream_steps,
+        "stream.use_stream_batch": True,
+    }
+    cases: list[tuple[str, str, bool, dict[str, Any]]] = [
+        ("null model, pipelined (the loop's floor)", "null", True, common),
+        ("engine 1 step, pipelined", BENCH_KIND, True, engine),
+        ("engine 1 step, sequential", BENCH_KIND, False, engine),
+        (f"engine stream batch {stream_steps} steps, pipelined", BENCH_KIND, True, batch),
+        (f"engine stream batch {stream_steps} steps, sequential", BENCH_KIND, False, batch),
+    ]
+    if smoke:
+        cases = [cases[0], cases[1], cases[4]]
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, model, pipelined, overrides in cases:
+            rows[name] = run_case(
+                None,
+                Path(folder),
+                model=model,
+                pipelined=pipelined,
+                seconds=seconds,
+                size=size,
+                outputs=("shm",),
+                device=str(device),
+                overrides=overrides,
+            )
+            print(f"  live loop, {name}: {rows[name]['fps']:.1f} fps", flush=True)
+    return rows
+
+
+def run(
+    *,
+    smoke: bool = False,
+    frames: int = 200,
+    compile_unet: bool = False,
+    stream_steps: int = 2,
+    loop_seconds: float = 8.0,
+) -> dict[str, Any]:
     """Every measurement in one process; see the module docstring."""
     from engine.config import DiffusionConfig, InferenceConfig, StreamConfig
     from engine.diffusion.host import HostTransfer
@@ -162,11 +281,12 @@ def run(*, smoke: bool = False, frames: int = 200, compile_unet: bool = False) -
     inference = InferenceConfig(height=size, width=size, num_inference_steps=1)
     label = TINY_LABEL if smoke else SD15_LABEL
 
-    def engine_for(**settings: Any) -> SD15Pipeline:
+    def engine_for(steps: int = 1, **settings: Any) -> SD15Pipeline:
         diffusion = DiffusionConfig(
             model="given", device=str(device), dtype=str(dtype).removeprefix("torch."), **settings
         )
-        engine = SD15Pipeline(diffusion, inference, pipe=pipe, label=label)
+        config = inference.model_copy(update={"num_inference_steps": steps})
+        engine = SD15Pipeline(diffusion, config, pipe=pipe, label=label)
         engine.load_model()
         return engine
 
@@ -197,12 +317,26 @@ def run(*, smoke: bool = False, frames: int = 200, compile_unet: bool = False) -
             lambda: stream.generate_frame_with_coherence(latents, stream_embeds, 0.5), frames
         )
     figures["stream wrapper (coherence on)"] = {"fps": rate_fps, "peak_memory_mib": peak.mib}
+    batched = StreamDiffusionPipeline(
+        engine_for(stream_steps), StreamConfig(enable_temporal_coherence=True, use_stream_batch=True)
+    )
+    with PeakMemory(device) as peak:
+        rate_fps = fps(
+            lambda: batched.generate_frame_with_coherence(latents, stream_embeds, 0.5), frames
+        )
+    figures[f"stream batch ({stream_steps} steps, one unet call)"] = {
+        "fps": rate_fps,
+        "peak_memory_mib": peak.mib,
+    }
 
     pipe.set_progress_bar_config(disable=True)
 
-    with PeakMemory(device) as peak:
-        rate_fps = fps(partial(plain_frame, pipe, latents, 1, prompt=PROMPT), max(frames // 4, 5))
-    figures["diffusers __call__ (prompt)"] = {"fps": rate_fps, "peak_memory_mib": peak.mib}
+    for steps in (1, stream_steps):
+        with PeakMemory(device) as peak:
+            call = partial(plain_frame, pipe, latents, steps, prompt=PROMPT)
+            rate_fps = fps(call, max(frames // 4, 5))
+        name = "diffusers __call__ (prompt)" + ("" if steps == 1 else f", {steps} steps")
+        figures[name] = {"fps": rate_fps, "peak_memory_mib": peak.mib}
     results["methods"] = figures
     results["speedup_vs_call"] = {
         name: row["fps"] / figures["diffusers __call__ (prompt)"]["fps"]
@@ -227,12 +361,24 @@ def run(*, smoke: bool = False, frames: int = 200, compile_unet: bool = False) -
             lambda: eager.encode_prompt(PROMPT), device, repeats=repeats, warmup=2
         ),
     }
+    results["live_loop"] = live_loop(
+        pipe,
+        label,
+        device=device,
+        dtype=dtype,
+        size=size,
+        stream_steps=stream_steps,
+        seconds=min(loop_seconds, 0.75) if smoke else loop_seconds,
+        cuda_graphs=device.type == "cuda",
+        smoke=smoke,
+    )
     results["conditions"] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "dtype": str(dtype),
         "size": f"{size}x{size}",
         "steps": 1,
         "batch": 1,
+        "stream_batch_steps": stream_steps,
         "frames_timed": frames,
         "smoke": smoke,
         "scheduler": type(pipe.scheduler).__name__,
@@ -245,12 +391,20 @@ def run(*, smoke: bool = False, frames: int = 200, compile_unet: bool = False) -
 
 def print_table(results: dict[str, Any]) -> None:
     print(f"model: {results['model']}")
-    print(f"{'method':<34} {'fps':>8} {'ms/frame':>9} {'x call':>7} {'peak MiB':>9}")
+    print(f"{'method':<42} {'fps':>8} {'ms/frame':>9} {'x call':>7} {'peak MiB':>9}")
     for name, row in results["methods"].items():
         speedup = results["speedup_vs_call"][name]
         memory = row.get("peak_memory_mib")
         shown = f"{memory:>9.0f}" if memory is not None else f"{'-':>9}"
-        print(f"{name:<34} {row['fps']:>8.1f} {1000 / row['fps']:>9.2f} {speedup:>7.1f} {shown}")
+        print(f"{name:<42} {row['fps']:>8.1f} {1000 / row['fps']:>9.2f} {speedup:>7.1f} {shown}")
+    print("live loop (bridge.daemon, shm + OSC feedback):")
+    print(f"  {'case':<48} {'fps':>8} {'host p50':>9} {'host p99':>9} {'drops':>7}")
+    for name, row in results["live_loop"].items():
+        host = row["host_ms"]
+        print(
+            f"  {name:<48} {row['fps']:>8.1f} {host['median']:>8.3f} {host['p99']:>8.3f} "
+            f"{row['dropped_share']:>6.1%}"
+        )
     print("stages (ms):")
     for name, ms in results["stages_ms"].items():
         print(f"  {name:<36} {ms:>8.3f}")
@@ -268,12 +422,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny model, 64x64, on the cpu")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--stream-steps", type=int, default=2, help="steps of the stream batch")
+    parser.add_argument("--loop-seconds", type=float, default=8.0, help="each live-loop run")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("bench_gpu: no CUDA device here, nothing measured (--cpu-smoke checks the script)")
         return 0
-    results = run(smoke=args.cpu_smoke, frames=args.frames, compile_unet=args.compile)
+    missing = missing_wheels()
+    if missing:
+        print(wheel_advice(missing), file=sys.stderr)
+        return 2
+    results = run(
+        smoke=args.cpu_smoke,
+        frames=args.frames,
+        compile_unet=args.compile,
+        stream_steps=args.stream_steps,
+        loop_seconds=args.loop_seconds,
+    )
     print_table(results)
     out = args.out
     if out is None and not args.cpu_smoke:

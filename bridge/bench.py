@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "sync": "benchmarks.bench_sync",
     "gpu": "benchmarks.bench_gpu",
     "e2e": "benchmarks.bench_e2e",
+    "loop": "benchmarks.bench_loop",
 }
 
 

@@ -45,7 +45,9 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         help='"tiny" (built-in, untrained), a local folder, a .safetensors file or a hub id '
-        "(default: stabilityai/sd-turbo)",
+        '(default: stabilityai/sd-turbo); measuring tools that draw no pictures: "null" (a '
+        'render that costs nothing) and "null-fixed" (a render of diffusion.null_render_ms, '
+        "default 3 ms, off the Python thread, like a GPU)",
     )
     group.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu")
     group.add_argument("--width", type=int, help="frame width (multiple of 8)")
@@ -114,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop after SECONDS")
     run.add_argument("--loop", action="store_true", help="loop the audio file")
     run.add_argument("--audible", action="store_true", help="play the audio file out loud")
+    run.add_argument(
+        "--sequential",
+        action="store_true",
+        help="render one frame after the other (default: plan the next frame while one renders)",
+    )
     sync = run.add_argument_group("sync")
     sync.add_argument(
         "--link",
@@ -227,6 +234,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             options[flag] = True
     if args.no_oscquery:
         options["oscquery_port"] = None
+    if args.sequential:
+        options["pipelined"] = False
     run_options = _validated(RunOptions, options, "run options")
     if run_options.audio is not None and not run_options.audio.is_file():
         from engine.errors import AudioError

@@ -5,10 +5,24 @@ by its own measured latency. When rendering is slower than real time the loop ju
 the clock asks for: frames are dropped (and counted), never queued up. SIGINT and SIGTERM set an
 event that the loop checks between frames, so the daemon stops within one frame's time, closes
 its outputs and releases shared memory.
+
+The loop is pipelined by default (``RunOptions.pipelined``): frame n + 1 is planned and launched
+before frame n is waited for and published, so on a device that renders off the Python thread
+(CUDA, the ``null-fixed`` measuring model) the host's work for one frame overlaps the model's
+work on the other; a frame still uses the controls and the music of its own time, and is
+published at most one frame later than in the sequential loop. A render that completes on the
+Python thread (the cpu) is published at once, as in the sequential loop.
+
+Whatever fails in a frame (a typed error, a torch ``RuntimeError``, a frame whose model output
+held NaN or infinity) is reported, rate-limited, in the log and over OSC
+(``/hamba/status/error``); the outputs keep the last good frame and the loop goes on. When the
+device runs out of memory the engine frees its cache and steps down: the stream batch off first,
+then half the render size (frames still leave at the configured size).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -33,14 +47,18 @@ from bridge.osc.access import exposure, parse_networks
 from bridge.osc.feedback import FeedbackSender
 from bridge.osc.oscquery import OscQueryServer
 from bridge.osc.server import OscServer
-from bridge.outputs.base import OutputGroup, create_output
+from bridge.osc.throttle import LogThrottle
+from bridge.outputs.base import OutputGroup, OutputStats, create_output
+from engine.audio.types import MusicState
 from engine.config import PipelineConfig
 from engine.controls import ControlStore
-from engine.diffusion.device import resolve_device
+from engine.diffusion.device import is_out_of_memory, resolve_device
+from engine.diffusion.host import NonFiniteFrameError
 from engine.errors import ConfigError, HambaError
 from engine.lifecycle import close_concurrently
 from engine.profiling.profiler import get_profiler
-from engine.render import Conductor, controls_from_config
+from engine.render import Conductor, PendingFrame, controls_from_config
+from osc_schema.controls import LiveControls
 from osc_schema.schema import MIDI_LEARN
 
 if TYPE_CHECKING:
@@ -50,6 +68,10 @@ log = logging.getLogger(__name__)
 
 # never look further ahead than this, whatever a slow frame suggested
 _MAX_LOOK_AHEAD = 0.5
+# while a frame is in flight and the next is not due, look whether it is ready this often
+_POLL_S = 0.0005
+# failed frames are logged and sent over OSC at most once per this many seconds
+_ERROR_INTERVAL_S = 5.0
 
 CLOSE_TIMEOUT = 6.0
 """Seconds close() waits for its parts at most: the outputs' own drain-and-close bound (5 s,
@@ -58,15 +80,46 @@ for a video file's last frames) and a margin. NDI, shm, OSC and OSCQuery take we
 
 @dataclass
 class RunStats:
-    """Counters of a run, read by the status line and at exit."""
+    """Counters of a run, read by the status line and at exit.
+
+    ``last_index`` is the last frame launched, ``published_index`` the last one published;
+    ``render_ms`` runs from planning a frame to publishing it, ``host_ms`` is the main thread's
+    own work for it (plan, launch, publish, feedback; waiting for the model excluded);
+    ``note`` says how the engine stepped down after running out of memory.
+    """
 
     frames: int = 0
     dropped: int = 0
     held: int = 0
     errors: int = 0
+    out_of_memory: int = 0
     render_ms: float = 0.0
+    host_ms: float = 0.0
     fps: float = 0.0
     last_index: int = -1
+    published_index: int = -1
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class FrameRecord:
+    """One published frame, as an observer of the loop (a benchmark, a test) sees it.
+
+    ``clock`` is the music clock when the frame was published (so ``clock - time`` is its
+    latency from the music it shows); ``host_ms`` the main thread's own work for it,
+    ``wait_ms`` how long the loop waited for the model, ``render_ms`` the time from planning
+    it to publishing it; ``launched`` the newest frame launched by then (the pipelined loop
+    launches at most one frame ahead); ``controls`` the controls it was planned with.
+    """
+
+    index: int
+    time: float
+    clock: float
+    host_ms: float
+    wait_ms: float
+    render_ms: float
+    launched: int
+    controls: LiveControls
 
 
 class Daemon:
@@ -78,8 +131,12 @@ class Daemon:
         options: RunOptions,
         *,
         status_stream: TextIO | None = None,
+        on_frame: Callable[[FrameRecord], None] | None = None,
+        music: MusicSource | None = None,
     ) -> None:
-        if options.audio is None and not options.live:
+        """``on_frame`` is called on the loop's thread after each published frame; ``music``
+        replaces the source the options name (a benchmark's precomputed features)."""
+        if music is None and options.audio is None and not options.live:
             raise ConfigError("hamba run needs --audio FILE or --live [DEVICE]")
         self.config = config
         self.options = options
@@ -88,6 +145,7 @@ class Daemon:
         self._status_stream = status_stream if status_stream is not None else sys.stderr
         self.controls = ControlStore(controls_from_config(config, options.preset))
         self._music: MusicSource | None = None
+        self._given_music = music
         self._outputs: OutputGroup | None = None
         self._osc: OscServer | None = None
         self._oscquery: OscQueryServer | None = None
@@ -97,6 +155,13 @@ class Daemon:
         self._synced: SyncedMusic | None = None
         self._link: LinkSession | None = None
         self._midi: MidiSurface | None = None
+        self._on_frame = on_frame
+        self.output_stats: dict[str, OutputStats] = {}  # each output's counts, after close
+        self._fps_window: deque[float] = deque()  # wall times of the last second's frames
+        self._latency = 0.0
+        self._next_status_perf = 0.0
+        self._errors_log = LogThrottle(log, burst=1, interval=_ERROR_INTERVAL_S)
+        self._last_error_sent = -float("inf")
 
     # -- set-up and tear-down ------------------------------------------------------------------
 
@@ -123,7 +188,9 @@ class Daemon:
                 publishers.append(self._room.preview)
         resolve_device(config.diffusion.device)
 
-        if opts.live:
+        if self._given_music is not None:
+            self._music = self._given_music
+        elif opts.live:
             self._music = LiveMusic(opts.live_device, config.audio)
         else:
             assert opts.audio is not None
@@ -217,6 +284,7 @@ class Daemon:
         concurrently, so a SIGTERM takes as long as the slowest of them, not their sum; each
         bounds its own wait, and whatever is still closing after ``CLOSE_TIMEOUT`` is left.
         """
+        gc.unfreeze()
         if self._osc is not None:
             osc_stats = self._osc.stats
             log.info(
@@ -253,6 +321,8 @@ class Daemon:
         if link is not None:
             steps.append(("link", link.stop))
         close_concurrently(steps, CLOSE_TIMEOUT, log)
+        if outputs is not None:
+            self.output_stats = outputs.stats()
         profiling = self.config.profiling
         if profiling.enabled and profiling.export_path is not None:
             get_profiler().export_json(profiling.export_path)
@@ -280,71 +350,149 @@ class Daemon:
 
     def _loop(self) -> None:
         assert self._music is not None and self._conductor is not None
-        assert self._outputs is not None and self._feedback is not None
-        music, conductor, outputs, feedback = (
-            self._music,
-            self._conductor,
-            self._outputs,
-            self._feedback,
-        )
+        music, stats = self._music, self.stats
         fps = self.config.audio.fps
         period = 1.0 / fps
         duration = self.options.duration
-        stats = self.stats
-        latency = self._warm_up()  # running estimate of render time, for look-ahead
-        fps_window: deque[float] = deque()  # wall times of the last second's frames
-        # a terminal gets a live line; a log file gets a line every few seconds
-        status_every = (
-            self.options.status_interval
-            if self._status_stream.isatty()
-            else max(5.0, self.options.status_interval)
-        )
-        next_status = time.monotonic() + status_every
+        pipelined = self.options.pipelined
+        self._latency = self._warm_up()  # running estimate of plan-to-publish time
+        # what set-up made (the model, the libraries) stays: frozen, a full collection does not
+        # walk it again mid-show (one took over 100 ms here); unfrozen in close()
+        gc.collect()
+        gc.freeze()
+        self._next_status_perf = time.perf_counter() + self._status_every()
+        in_flight: _Launched | None = None
         music.start()
         while not self.stop_event.is_set():
             now = music.clock()
             if (duration is not None and now >= duration) or music.finished():
                 break
-            ahead = min(latency, _MAX_LOOK_AHEAD) if music.can_look_ahead else 0.0
+            ahead = min(self._latency, _MAX_LOOK_AHEAD) if music.can_look_ahead else 0.0
             index = int((now + ahead) * fps)
             if index <= stats.last_index:
-                # too early for the next frame: sleep until it is due (less the look-ahead)
+                # too early for the next frame: publish the one in flight as soon as it is
+                # ready, else sleep until the next is due (less the look-ahead)
+                if in_flight is not None and in_flight.pending.ready():
+                    self._finish(in_flight)
+                    in_flight = None
+                    continue
                 due = (stats.last_index + 1) * period - ahead
-                self.stop_event.wait(max(0.0, min(due - now, period)))
+                wait = max(0.0, min(due - now, period))
+                if in_flight is not None:
+                    wait = min(wait, _POLL_S)
+                self.stop_event.wait(wait)
                 continue
             if stats.last_index >= 0:
                 stats.dropped += index - stats.last_index - 1
-            started = time.perf_counter()
-            state = music.state_at(index, index * period)
-            try:
-                frame = conductor.render(state, index)
-            except HambaError as exc:
-                # a show must go on: report, keep the last picture, try again next frame
-                stats.errors += 1
-                if stats.errors == 1 or stats.errors % 100 == 0:
-                    log.error("frame %d failed (%d so far): %s", index, stats.errors, exc)
-                stats.last_index = index
-                self.stop_event.wait(period)
-                continue
-            outputs.publish(frame.image, frame.index, frame.time)
-            elapsed = time.perf_counter() - started
-            outputs.pump()  # main-thread housekeeping of the outputs (syphon discovery)
-            # a slow ema: one preempted frame must not swing the look-ahead
-            latency = 0.95 * latency + 0.05 * elapsed
-            stats.frames += 1
-            stats.last_index = index
-            stats.render_ms = elapsed * 1000.0
-            stats.held = conductor.frames_held
-            wall = time.monotonic()
-            fps_window.append(wall)
-            while fps_window and wall - fps_window[0] > 1.0:
-                fps_window.popleft()
-            stats.fps = (len(fps_window) - 1) / max(wall - fps_window[0], 1e-3)
-            feedback.send_frame(state, fps=stats.fps, frame=index, drops=stats.dropped)
-            if wall >= next_status:
-                self._print_status(state.beat_count, state.tempo)
-                next_status = wall + status_every
+            launched = self._launch(index, index * period)
+            # frame n is finished (waited for, published) only once n + 1 is on its way
+            if in_flight is not None:
+                self._finish(in_flight)
+                in_flight = None
+            if launched is not None:
+                if pipelined and not launched.pending.ready():
+                    in_flight = launched
+                else:
+                    self._finish(launched)
+        if in_flight is not None:
+            self._finish(in_flight)
         self._print_status(final=True)
+
+    def _launch(self, index: int, time_s: float) -> _Launched | None:
+        """Plan frame ``index`` and start rendering it; None when that failed (reported)."""
+        assert self._music is not None and self._conductor is not None
+        started = time.perf_counter()
+        self.stats.last_index = index
+        conductor = self._conductor
+        try:
+            state = self._music.state_at(index, time_s)
+            pending = conductor.launch(conductor.plan(state, index))
+        except Exception as exc:  # any failure of one frame: the show goes on
+            self._frame_failed(index, exc)
+            if self._outputs is not None:
+                self._outputs.pump()
+            return None
+        return _Launched(index, state, pending, started, time.perf_counter() - started)
+
+    def _finish(self, launched: _Launched) -> None:
+        """Wait for a launched frame, publish it, send its feedback, pump the outputs."""
+        assert self._outputs is not None and self._feedback is not None
+        stats, outputs = self.stats, self._outputs
+        waited = time.perf_counter()
+        try:
+            frame = launched.pending.wait()
+        except Exception as exc:  # e.g. NaN in the model's output: never published
+            self._frame_failed(launched.index, exc)
+            outputs.pump()
+            return
+        resumed = time.perf_counter()
+        outputs.publish(frame.image, frame.index, frame.time)
+        stats.frames += 1
+        stats.published_index = frame.index
+        self._feedback.send_frame(
+            launched.state, fps=stats.fps, frame=frame.index, drops=stats.dropped
+        )
+        outputs.pump()
+        done = time.perf_counter()
+        elapsed = done - launched.started
+        # a slow ema: one preempted frame must not swing the look-ahead
+        self._latency = 0.95 * self._latency + 0.05 * elapsed
+        stats.render_ms = elapsed * 1000.0
+        stats.host_ms = (launched.host_s + done - resumed) * 1000.0
+        stats.held = self._conductor.frames_held if self._conductor is not None else 0
+        self._count_fps(time.monotonic())
+        if self._on_frame is not None:
+            self._on_frame(
+                FrameRecord(
+                    frame.index,
+                    frame.time,
+                    self._music.clock() if self._music is not None else 0.0,
+                    stats.host_ms,
+                    (resumed - waited) * 1000.0,
+                    stats.render_ms,
+                    stats.last_index,
+                    launched.pending.request.controls,
+                )
+            )
+        if done >= self._next_status_perf:
+            self._print_status(launched.state.beat_count, launched.state.tempo)
+
+    def _count_fps(self, wall: float) -> None:
+        window = self._fps_window
+        window.append(wall)
+        while wall - window[0] > 1.0:
+            window.popleft()
+        self.stats.fps = (len(window) - 1) / max(wall - window[0], 1e-3)
+
+    def _frame_failed(self, index: int, exc: Exception) -> None:
+        """Report a failed frame (rate-limited), keep the last good picture, step down on OOM."""
+        stats = self.stats
+        stats.errors += 1
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, HambaError) else str(exc)
+        stepped = False
+        if is_out_of_memory(exc) and self._conductor is not None:
+            stats.out_of_memory += 1
+            change = self._conductor.step_down()
+            stepped = change is not None
+            stats.note = f"out of memory: {change}" if change else "out of memory, at the floor"
+            reason = f"{stats.note} ({reason})"
+            log.warning("frame %d: %s", index, reason)
+        elif isinstance(exc, NonFiniteFrameError) and self._conductor is not None:
+            # NaN must not feed back into the next frames (img2img, coherence, stream batch)
+            self._conductor.stream.reset()
+        if not stepped:
+            self._errors_log.log(
+                logging.ERROR,
+                "frame %d failed (%d so far, showing the last good frame): %s",
+                index,
+                stats.errors,
+                reason,
+            )
+        now = time.monotonic()
+        if stepped or now - self._last_error_sent >= _ERROR_INTERVAL_S:
+            self._last_error_sent = now
+            if self._feedback is not None:
+                self._feedback.send_error(index, reason)
 
     def _warm_up(self) -> float:
         """Render two throw-away frames (first-call costs), return the second one's time."""
@@ -358,13 +506,21 @@ class Daemon:
         self._conductor.reset()
         return elapsed
 
+    def _status_every(self) -> float:
+        # a terminal gets a live line; a log file gets a line every few seconds
+        interval = self.options.status_interval
+        return interval if self._status_stream.isatty() else max(5.0, interval)
+
     def _print_status(self, beat: int = 0, tempo: float = 0.0, *, final: bool = False) -> None:
+        self._next_status_perf = time.perf_counter() + self._status_every()
         stats = self.stats
         prompt = self.controls.values.prompt
         short = prompt if len(prompt) <= 40 else prompt[:37] + "..."
+        errors = f" | errors {stats.errors}" if stats.errors else ""
+        note = f" ({stats.note})" if stats.note else ""
         line = (
             f"fps {stats.fps:5.1f} | render {stats.render_ms:6.1f} ms | frames {stats.frames}"
-            f" | drops {stats.dropped} | beat {beat} | {tempo:5.1f} BPM"
+            f" | drops {stats.dropped}{errors}{note} | beat {beat} | {tempo:5.1f} BPM"
             f" ({self._synced.active if self._synced is not None else 'audio'})"
             f"{' | paused' if self.controls.values.pause else ''} | {short!r}"
         )
@@ -375,9 +531,27 @@ class Daemon:
                 f"{name}: {o.published} published, {o.dropped} dropped, {o.errors} errors"
                 for name, o in outputs.items()
             )
-            log.info("done: %d frames, %d dropped (%s)", stats.frames, stats.dropped, per_output)
+            log.info(
+                "done: %d frames, %d dropped, %d failed%s (%s)",
+                stats.frames,
+                stats.dropped,
+                stats.errors,
+                note,
+                per_output,
+            )
         elif stream.isatty():
             stream.write("\r" + line[:160].ljust(120))
             stream.flush()
         else:
             log.info("%s", line)
+
+
+@dataclass(frozen=True, eq=False)
+class _Launched:
+    """A frame planned and on its way: what finishing it needs."""
+
+    index: int
+    state: MusicState
+    pending: PendingFrame
+    started: float  # perf_counter when planning began
+    host_s: float  # main-thread time spent planning and launching it

@@ -62,44 +62,24 @@ class MusicSource(Protocol):
         ...
 
 
-class FileMusic:
-    """A song analysed up front and played against the clock (audibly when asked)."""
+class FeatureMusic:
+    """Features known up front (an analysed song), read against a monotonic clock."""
 
-    def __init__(
-        self, path: Path, config: AudioConfig, *, loop: bool = False, audible: bool = False
-    ) -> None:
-        self.path = path
-        self.features: AudioFeatures = AudioAnalyzer(config).analyze(path)
+    def __init__(self, features: AudioFeatures, *, loop: bool = False, name: str = "features"):
+        self.features = features
         self.loop = loop
-        self._config = config
-        self._audible = audible
-        self._player: FileAudioSource | None = None
         self._start = 0.0
-        self.description = (
-            f"file {path.name} ({self.features.duration:.1f} s, {self.features.tempo:.0f} BPM)"
-        )
+        self.description = f"{name} ({features.duration:.1f} s, {features.tempo:.0f} BPM)"
 
     @property
     def can_look_ahead(self) -> bool:
         return True
 
     def start(self) -> None:
-        if self._audible:
-            self._player = FileAudioSource(
-                self.path,
-                sample_rate=self._config.sample_rate,
-                block_size=self._config.block_size,
-                realtime=True,
-                audible=True,
-                loop=self.loop,
-            )
-            self._player.start()
         self._start = time.monotonic()
 
     def stop(self) -> None:
-        if self._player is not None:
-            self._player.stop()
-            self._player = None
+        pass
 
     def clock(self) -> float:
         return time.monotonic() - self._start
@@ -124,6 +104,38 @@ class FileMusic:
         grid = fit_grid(times, local)
         # music time -> wall time: the song's time 0 was ``now - local`` seconds ago
         return grid.shifted(time.monotonic() - local) if grid is not None else None
+
+
+class FileMusic(FeatureMusic):
+    """A song analysed up front and played against the clock (audibly when asked)."""
+
+    def __init__(
+        self, path: Path, config: AudioConfig, *, loop: bool = False, audible: bool = False
+    ) -> None:
+        features = AudioAnalyzer(config).analyze(path)
+        super().__init__(features, loop=loop, name=f"file {path.name}")
+        self.path = path
+        self._config = config
+        self._audible = audible
+        self._player: FileAudioSource | None = None
+
+    def start(self) -> None:
+        if self._audible:
+            self._player = FileAudioSource(
+                self.path,
+                sample_rate=self._config.sample_rate,
+                block_size=self._config.block_size,
+                realtime=True,
+                audible=True,
+                loop=self.loop,
+            )
+            self._player.start()
+        super().start()
+
+    def stop(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+            self._player = None
 
 
 class LiveMusic:

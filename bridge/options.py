@@ -58,6 +58,11 @@ class RunOptions(BaseModel):
     )
     midi_map: Path | None = Field(None, description="a MIDI mapping file (a [midi] table)")
     midi: MidiMap | None = Field(None, description="the MIDI mapping ([midi] or --midi-map)")
+    pipelined: bool = Field(
+        True,
+        description="plan and launch the next frame while this one renders (False: one "
+        "frame after the other, the sequential loop)",
+    )
 
     @field_validator("feedback")
     @classmethod

@@ -19,8 +19,10 @@ from engine.audio.types import AudioFeatures, MusicState
 from engine.config import PipelineConfig, preset_values
 from engine.controls import ControlStore
 from engine.diffusion.base import create_pipeline
+from engine.diffusion.device import release_cached_memory
+from engine.diffusion.host import PendingImage, ReadyFrames
 from engine.diffusion.stream import StreamDiffusionPipeline
-from engine.frame import Frame
+from engine.frame import Frame, RGBAImage
 from engine.latent.generator import LatentGenerator
 from engine.profiling.profiler import configure_profiler, get_profiler
 from engine.prompt.interpolator import PromptInterpolator
@@ -82,6 +84,7 @@ class Conductor:
         self._chroma_key: tuple[str, ...] = ()
         self._chroma_embeds: torch.Tensor | None = None
         self._last_frame: Frame | None = None
+        self._last_image: PendingImage | None = None  # the last launched (or held) picture
         self.frames_rendered = 0
         self.frames_held = 0
 
@@ -106,6 +109,7 @@ class Conductor:
         self.stream.reset()
         self._prompts.reset()
         self._last_frame = None
+        self._last_image = None
 
     def plan(self, music: MusicState, index: int | None = None) -> FrameRequest:
         """Decide latent, prompt embeddings, energy and strength for one frame."""
@@ -115,7 +119,7 @@ class Conductor:
         if snapshot.version != self._applied_version:
             self._apply_stream_settings(values)
             self._applied_version = snapshot.version
-        energy = float(np.clip(music.energy * values.reactivity, 0.0, 1.0))
+        energy = min(max(float(music.energy) * values.reactivity, 0.0), 1.0)
         with profiler.profile("prompt"):
             base_embeds = self.stream.encode_prompt(values.prompt)
             chroma_embeds = self._chroma(values.chroma_prompts)
@@ -127,7 +131,7 @@ class Conductor:
                 music, self._latent_shape, seed=values.seed, reactivity=values.reactivity
             )
         # louder music pushes the img2img feedback further from the previous frame
-        strength = float(np.clip(values.strength * (0.5 + 0.5 * energy), 0.0, 1.0))
+        strength = min(max(values.strength * (0.5 + 0.5 * energy), 0.0), 1.0)
         return FrameRequest(
             index=music.frame if index is None else index,
             time=music.time,
@@ -146,18 +150,43 @@ class Conductor:
 
     def execute(self, request: FrameRequest) -> Frame:
         """Run the model for a planned frame; a paused engine re-shows the last frame."""
-        if request.controls.pause and self._last_frame is not None:
+        return self.launch(request).wait()
+
+    def launch(self, request: FrameRequest) -> PendingFrame:
+        """Start the model on a planned frame and return before its pixels reach the host
+        where the device allows (CUDA, ``null-fixed``): the next frame can be planned
+        meanwhile. Launches are waited on in order; a paused engine re-shows the last frame."""
+        held = self._last_image
+        if request.controls.pause and held is not None:
             self.frames_held += 1
-            frame = Frame(self._last_frame.image, request.index, request.time)
-        else:
-            with get_profiler().profile("generate"):
-                image = self.stream.generate_frame_with_coherence(
-                    request.latent, request.prompt_embeds, request.energy, strength=request.strength
-                )
-            self.frames_rendered += 1
-            frame = Frame(np.ascontiguousarray(image), request.index, request.time)
-        self._last_frame = frame
-        return frame
+            return PendingFrame(self, held, request)
+        with get_profiler().profile("generate"):
+            image = self.stream.launch_frame_with_coherence(
+                request.latent, request.prompt_embeds, request.energy, strength=request.strength
+            )
+        self.frames_rendered += 1
+        self._last_image = image
+        return PendingFrame(self, image, request)
+
+    def step_down(self) -> str | None:
+        """Ask less of the device after it ran out of memory: free its cache, then turn the
+        stream batch off or, once it is off, halve the render size (frames are still handed
+        out at the configured size, scaled up). Says what changed; None when nothing is left."""
+        stream, base = self.stream, self.stream.base
+        release_cached_memory(base.device)
+        if stream.stream_config.use_stream_batch and base.step_schedule(1.0).steps > 1:
+            stream.update_settings(use_stream_batch=False)
+            stream.reset()
+            return "stream batch off"
+        inference = base.inference_config
+        height, width = inference.height // 2, inference.width // 2
+        if min(height, width) < 64 or height % 8 or width % 8:
+            return None
+        base.inference_config = inference.model_copy(update={"height": height, "width": width})
+        self._latent_shape = stream.get_latent_shape()
+        stream.reset()
+        self._last_image = None if self._last_frame is None else _ready(self._last_frame)
+        return f"render size {width}x{height}"
 
     def execute_batch(self, requests: Sequence[FrameRequest]) -> list[Frame]:
         """Run the model once for several consecutive planned frames (offline renders)."""
@@ -171,8 +200,9 @@ class Conductor:
                 [r.strength for r in requests],
             )
         self.frames_rendered += len(requests)
-        frames = [Frame(image, r.index, r.time) for image, r in zip(images, requests, strict=True)]
+        frames = [self._sized(image, r) for image, r in zip(images, requests, strict=True)]
         self._last_frame = frames[-1]
+        self._last_image = _ready(frames[-1])
         return frames
 
     def render_features(
@@ -197,6 +227,22 @@ class Conductor:
             yield from self.execute_batch(requests)
             if progress is not None:
                 progress(len(chunk))
+
+    def _sized(self, image: RGBAImage, request: FrameRequest) -> Frame:
+        """The frame at the configured size (scaled up by a whole factor after a step-down)."""
+        inference = self.config.inference
+        height, width = image.shape[:2]
+        if (height, width) != (inference.height, inference.width):
+            factor = inference.height // height
+            scaled = np.empty((inference.height, inference.width, 4), dtype=np.uint8)
+            scaled.reshape(height, factor, width, factor, 4)[...] = image[:, None, :, None, :]
+            image = scaled
+        return Frame(np.ascontiguousarray(image), request.index, request.time)
+
+    def _failed(self, pending: PendingFrame) -> None:
+        """A launched frame turned out bad: never show it again (pause holds the last good)."""
+        if self._last_image is pending.image:
+            self._last_image = None if self._last_frame is None else _ready(self._last_frame)
 
     def _apply_stream_settings(self, values: LiveControls) -> None:
         if values.preset != self._preset:
@@ -227,3 +273,33 @@ class Conductor:
             self._chroma_embeds = torch.cat([self.stream.encode_prompt(p) for p in prompts])
             self._chroma_key = prompts
         return self._chroma_embeds
+
+
+class PendingFrame:
+    """A launched frame: :meth:`wait` gives the :class:`Frame` once its pixels are in host
+    memory (a frame whose model output held NaN or inf raises NonFiniteFrameError instead)."""
+
+    def __init__(self, conductor: Conductor, image: PendingImage, request: FrameRequest) -> None:
+        self.image = image
+        self.request = request
+        self._conductor = conductor
+        self._frame: Frame | None = None
+
+    def ready(self) -> bool:
+        """Whether :meth:`wait` would return at once."""
+        return self._frame is not None or self.image.ready()
+
+    def wait(self) -> Frame:
+        if self._frame is None:
+            try:
+                pixels = self.image.wait()
+            except BaseException:
+                self._conductor._failed(self)
+                raise
+            self._frame = self._conductor._sized(pixels, self.request)
+            self._conductor._last_frame = self._frame
+        return self._frame
+
+
+def _ready(frame: Frame) -> PendingImage:
+    return PendingImage(ReadyFrames(frame.image[None]))

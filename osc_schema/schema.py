@@ -46,6 +46,7 @@ CHROMA = "/hamba/audio/chroma"
 FPS = "/hamba/status/fps"
 FRAME = "/hamba/status/frame"
 DROPS = "/hamba/status/drops"
+STATUS_ERROR = "/hamba/status/error"
 ERROR = "/hamba/error"
 BEAT_SOURCE = "/hamba/beat_source"
 BEAT_SOURCE_STATUS = "/hamba/status/beat_source"
@@ -318,6 +319,14 @@ _DECLARED: tuple[OscAddress, ...] = (
         "out",
         "r",
         "frames dropped since the start (rendering slower than the music)",
+    ),
+    OscAddress(
+        STATUS_ERROR,
+        (OscArgument("frame", "i", minimum=0), OscArgument("reason", "s")),
+        "out",
+        "r",
+        "a frame failed and the last good one stays on screen, or the engine stepped down "
+        "after running out of memory: the frame and why (at most every 5 s, every step-down)",
     ),
     OscAddress(
         ERROR,

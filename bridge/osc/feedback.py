@@ -13,25 +13,39 @@ frame's messages into one bundle, one datagram per target per frame.
 
 Sending happens on the render thread, so it never blocks and never raises: the socket is
 non-blocking UDP, host names are resolved once when a target is added, and a failed send to
-one target is counted and logged (rate-limited) while the others still get theirs.
+one target is counted and logged (rate-limited) while the others still get theirs. The messages
+are packed with ``struct`` from prefixes made once per address (type tags from the schema):
+python-osc's builder parses every message it builds back, which at a thousand frames a second
+costs more than sending them. ``/hamba/status/error`` (a frame failed, the engine stepped down)
+goes out through :meth:`FeedbackSender.send_error`.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import build_msg
 
 from bridge.osc.throttle import LogThrottle
 from engine.audio.types import MusicState
 from engine.errors import ControlError
-from osc_schema.schema import BEAT, CHROMA, DROPS, ENERGY, FPS, FRAME, TEMPO
+from osc_schema.schema import (
+    ADDRESSES,
+    BEAT,
+    CHROMA,
+    DROPS,
+    ENERGY,
+    FPS,
+    FRAME,
+    STATUS_ERROR,
+    TEMPO,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +56,59 @@ MAX_TARGETS = 64
 
 Provider = Callable[[], Mapping[str, tuple[Any, ...]]]
 """Adds outgoing addresses and their arguments to every frame's feedback (render thread: quick)."""
+
+
+# an OSC bundle to run at once: "#bundle", then the time tag 1 ("immediately")
+_BUNDLE_HEAD = b"#bundle\x00" + struct.pack(">Q", 1)
+_SIZE = struct.Struct(">i")
+
+
+def osc_string(text: str) -> bytes:
+    """An OSC string: UTF-8, NUL-terminated, zero-padded to a multiple of 4 bytes."""
+    data = text.encode() + b"\x00"
+    return data + b"\x00" * (-len(data) % 4)
+
+
+class MessageEncoder:
+    """OSC messages to the engine's outgoing addresses, with the schema's type tags.
+
+    The address and type-tag strings are encoded once per address; arguments are packed with
+    ``struct`` (``f`` float32, ``i`` int32, ``s`` string, big-endian as OSC wants them). The
+    bytes are those python-osc's ``build_msg`` makes (tested). Any other address or type tag
+    (a boolean control echoed back, an address outside the schema) goes through ``build_msg``.
+    """
+
+    def __init__(self) -> None:
+        self._prefixes: dict[str, bytes | None] = {}
+        self._numbers: dict[str, struct.Struct | None] = {}
+
+    def encode(self, address: str, args: tuple[Any, ...]) -> bytes:
+        if address not in self._prefixes:
+            self._learn(address)
+        prefix = self._prefixes[address]
+        tags = ADDRESSES[address].type_tags if prefix is not None else ""
+        if prefix is None or len(args) != len(tags):
+            return bytes(build_msg(address, list(args)).dgram)
+        numbers = self._numbers[address]
+        if numbers is not None:
+            return prefix + numbers.pack(*args)
+        parts = [prefix]
+        for tag, value in zip(tags, args, strict=True):
+            parts.append(osc_string(value) if tag == "s" else struct.pack(">" + tag, value))
+        return b"".join(parts)
+
+    def bundle(self, messages: list[bytes]) -> bytes:
+        """Messages as one bundle to run at once."""
+        return _BUNDLE_HEAD + b"".join(_SIZE.pack(len(m)) + m for m in messages)
+
+    def _learn(self, address: str) -> None:
+        entry = ADDRESSES.get(address)
+        tags = entry.type_tags if entry is not None else ""
+        if entry is None or not tags or not set(tags) <= {"f", "i", "s"}:
+            self._prefixes[address] = None  # python-osc's builder handles it
+            return
+        self._prefixes[address] = osc_string(address) + osc_string("," + tags)
+        self._numbers[address] = None if "s" in tags else struct.Struct(">" + tags)
 
 
 def resolve_target(host: str, port: int) -> Target:
@@ -71,6 +138,7 @@ class FeedbackSender:
         self._providers: tuple[Provider, ...] = ()
         self._latest: MappingProxyType[str, tuple[Any, ...]] = MappingProxyType({})
         self._throttle = LogThrottle(log)
+        self._encoder = MessageEncoder()
         self.frames_sent = 0
         self.send_failures = 0
         for host, port in targets:
@@ -128,7 +196,7 @@ class FeedbackSender:
         values: dict[str, tuple[Any, ...]] = {
             ENERGY: (float(state.energy),),
             TEMPO: (float(state.tempo),),
-            CHROMA: tuple(float(c) for c in state.chroma),
+            CHROMA: tuple(state.chroma.tolist()),
             FPS: (float(fps),),
             FRAME: (int(frame),),
         }
@@ -153,12 +221,13 @@ class FeedbackSender:
             self._send(dict(values), "values")
 
     def _send(self, values: dict[str, tuple[Any, ...]], what: str) -> bool:
+        """Encode and send to every target; False when there was nothing to send."""
         targets = self._targets
         if not targets:
             return False
         try:
             datagrams = self._encode(values)
-        except Exception as exc:  # a value python-osc cannot encode must not stop the render loop
+        except Exception as exc:  # a value that cannot be encoded must not stop the render loop
             self._fail("feedback: cannot encode %s: %s", what, exc)
             return False
         for target in targets:
@@ -170,6 +239,13 @@ class FeedbackSender:
                     break
         return True
 
+    def send_error(self, frame: int, reason: str) -> None:
+        """Send ``/hamba/status/error frame reason`` to every target; never raises, never
+        blocks (the caller rate-limits)."""
+        values = {STATUS_ERROR: (max(int(frame), 0), str(reason)[:500])}
+        self._latest = MappingProxyType({**self._latest, **values})
+        self._send(values, f"error of frame {frame}")
+
     def close(self) -> None:
         """Release the socket; later frames are not sent."""
         with self._lock:
@@ -177,13 +253,9 @@ class FeedbackSender:
         self._sock.close()
 
     def _encode(self, values: dict[str, tuple[Any, ...]]) -> list[bytes]:
-        messages = [build_msg(address, list(args)) for address, args in values.items()]
-        if not self.bundle:
-            return [m.dgram for m in messages]
-        builder = OscBundleBuilder(IMMEDIATELY)
-        for message in messages:
-            builder.add_content(message)
-        return [builder.build().dgram]
+        encode = self._encoder.encode
+        messages = [encode(address, args) for address, args in values.items()]
+        return [self._encoder.bundle(messages)] if self.bundle else messages
 
     def _fail(self, message: str, *args: Any) -> None:
         self.send_failures += 1

@@ -7,7 +7,10 @@ own thread (Spout and Syphon tie their graphics context to the thread that made 
 that raises is logged (rate-limited) and, after ``max_failures`` failures in a row, closed and
 disabled; the other outputs carry on.
 
-Frames are shared between lanes, not copied: treat a frame as immutable once published.
+Frames are shared between lanes, not copied: treat a frame as immutable once published. On
+CUDA a frame is a slot of the engine's pinned host ring, which hands a slot out again only once
+nothing refers to it, so shared memory is written straight from it and NDI is given a view.
+``pump`` is the render loop's once-a-frame call on the main thread.
 """
 
 from __future__ import annotations

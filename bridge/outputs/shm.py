@@ -2,11 +2,14 @@
 
 The segment is named ``hamba_<name>`` (see :func:`segment_name`) and laid out as documented in
 ``docs/shared-memory.md``: a 128-byte little-endian header, then ``slot_count`` slots, each a
-64-byte slot header (a sequence counter, the frame index, the audio time) followed by the
-image. The writer fills the slot after the latest one (sequence odd while writing, even when
-done), then advances ``latest``; it never waits for readers. A reader copies the latest slot
-and keeps the copy only when the slot's sequence was even and unchanged across the copy, so it
-never returns a torn frame.
+64-byte slot header (a sequence counter, the frame index, the audio time, a checksum) followed
+by the image. The writer fills the slot after the latest one (sequence odd while writing), then
+writes the CRC-32 of the index, time and pixels, makes the sequence even and advances
+``latest``; it never waits for readers. A reader copies the latest slot and keeps the copy only
+when the slot's sequence was even and unchanged across the copy *and* the copy matches its
+checksum. The sequence alone relies on the writer's stores becoming visible in program order,
+which x86 promises and ARM (Apple silicon) does not, and Python has no memory barriers: the
+checksum catches a torn copy whatever order the stores arrive in.
 
 The writer owns the segment: it unlinks it on close, and a segment left behind by a crashed
 writer (its process gone, or its state marked closed) is reclaimed by the next writer of the
@@ -34,7 +37,7 @@ from engine.errors import OutputError
 from engine.lifecycle import ClosesOnExit
 
 MAGIC = b"HAMBAFRM"
-VERSION = 1
+VERSION = 2
 HEADER_SIZE = 128
 SLOT_HEADER_SIZE = 64
 STATE_STARTING, STATE_LIVE, STATE_CLOSED = 0, 1, 2
@@ -152,6 +155,9 @@ class _Segment:
         self.seqs = field(0, "<u8")
         self.indices = field(8, "<i8")
         self.times = field(16, "<f8")
+        self.checksums = field(24, "<u4")
+        # the bytes the checksum covers before the pixels: index and time
+        self.stamps: np.ndarray = np.ndarray((n, 16), np.uint8, buf, base + 8, (size, 1))
         h, w = header.height, header.width
         self.images: np.ndarray = np.ndarray(
             (n, h, w, 4), np.uint8, buf, base + header.slot_header_size, (size, w * 4, 4, 1)
@@ -159,7 +165,8 @@ class _Segment:
 
     def release(self, unlink: bool) -> None:
         # views pin the mapping: drop them before closing it
-        for attr in ("state", "latest", "seqs", "indices", "times", "images"):
+        views = ("state", "latest", "seqs", "indices", "times", "checksums", "stamps", "images")
+        for attr in views:
             self.__dict__.pop(attr, None)
         if unlink:
             _unlink(self.shm)
@@ -168,6 +175,11 @@ class _Segment:
 
 def _slot_size(width: int, height: int) -> int:
     return -(-(SLOT_HEADER_SIZE + width * height * 4) // 64) * 64
+
+
+def slot_checksum(stamp: np.ndarray, image: np.ndarray) -> int:
+    """CRC-32 (zlib's) of a slot's index and time bytes followed by its pixels."""
+    return zlib.crc32(image.data, zlib.crc32(stamp.data))
 
 
 class ShmOutput(PublisherBase):
@@ -256,13 +268,19 @@ class ShmOutput(PublisherBase):
         seg.seqs[k] = seq + 1  # odd: being written
         seg.indices[k] = index
         seg.times[k] = time
-        if self.pixel_format == "bgra":
-            np.take(frame, (2, 1, 0, 3), axis=2, out=seg.images[k])
-        else:
-            seg.images[k] = frame
+        self._copy_pixels(seg.images[k], frame)
+        # after the pixels: a reader whose copy mixes two frames finds it does not match
+        seg.checksums[k] = slot_checksum(seg.stamps[k], seg.images[k])
         seg.seqs[k] = seq + 2  # even: complete
         self._count += 1
         seg.latest[0] = self._count
+
+    def _copy_pixels(self, slot: np.ndarray, frame: RGBAImage) -> None:
+        """Write the frame into a slot's image, in the segment's pixel format."""
+        if self.pixel_format == "bgra":
+            np.take(frame, (2, 1, 0, 3), axis=2, out=slot)
+        else:
+            slot[...] = frame
 
     def _close(self) -> None:
         seg, self._seg = self._seg, None
@@ -282,13 +300,15 @@ class ShmFrameReader(ClosesOnExit):
 
     The reader attaches lazily: :meth:`read` returns None while no writer is live, and it
     re-attaches by itself when a writer restarts (even after a crash). ``torn`` counts the
-    reads that met a slot being rewritten and retried.
+    reads that met a slot being rewritten and retried; ``mismatched`` those of them whose copy
+    did not match the slot's checksum (the sequence looked stable).
     """
 
     def __init__(self, name: str = "hambaMetal", *, retries: int = 32) -> None:
         self.segment = segment_name(name)
         self.retries = retries
         self.torn = 0
+        self.mismatched = 0
         self._seg: _Segment | None = None
         self._last_count = 0
         self._attach()
@@ -336,12 +356,18 @@ class ShmFrameReader(ClosesOnExit):
             if before & 1:
                 self.torn += 1
                 continue
-            index, time = int(seg.indices[k]), float(seg.times[k])
+            stamp = seg.stamps[k].copy()
+            checksum = int(seg.checksums[k])
             image = seg.images[k].copy()
             if int(seg.seqs[k]) != before:
                 self.torn += 1
                 continue
+            if slot_checksum(stamp, image) != checksum:
+                self.torn += 1
+                self.mismatched += 1
+                continue
             self._last_count = count
+            index, time = struct.unpack("<qd", stamp.tobytes())
             return ShmFrame(index, time, image)
         return None
 

@@ -8,6 +8,7 @@ feedback and the stream batch from them without knowing the model.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy.typing as npt
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
+from engine.diffusion.host import PendingFrames, ReadyFrames
 from engine.diffusion.schedule import StepSchedule
 from engine.errors import ModelError
 from engine.logs import quiet_unused_image_processors
@@ -33,6 +35,22 @@ class RenderResult:
 
     frames: Frames
     latents: torch.Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class PendingRender:
+    """A launched render: clean latents now (device tensors, ordered by the device's stream),
+    frames once :meth:`PendingFrames.wait` returns."""
+
+    frames: PendingFrames
+    latents: torch.Tensor
+
+    @classmethod
+    def done(cls, result: RenderResult) -> PendingRender:
+        return cls(ReadyFrames(result.frames), result.latents)
+
+    def wait(self) -> RenderResult:
+        return RenderResult(self.frames.wait(), self.latents)
 
 
 class BaseDiffusionPipeline(ABC):
@@ -106,6 +124,24 @@ class BaseDiffusionPipeline(ABC):
     ) -> RenderResult:
         """Denoise and decode in one step (the fast path): frames and their clean latents."""
 
+    def launch(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        *,
+        strength: float = 1.0,
+        init_latents: torch.Tensor | None = None,
+    ) -> PendingRender:
+        """Start :meth:`render` and return without waiting for the frames where the device
+        allows it (CUDA: kernels queued, copy to host in flight); by default it renders now."""
+        return PendingRender.done(
+            self.render(latents, prompt_embeds, strength=strength, init_latents=init_latents)
+        )
+
+    def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
+        """Start :meth:`decode` without waiting for the frames (by default it decodes now)."""
+        return ReadyFrames(self.decode(latents))
+
     @abstractmethod
     def supports_pooled_embeds(self) -> bool:
         """Whether the model also takes pooled text embeddings (SDXL-style)."""
@@ -128,15 +164,25 @@ def _sd15(diffusion: DiffusionConfig, inference: InferenceConfig) -> BaseDiffusi
 # model kinds by name; the tiny model is SD-shaped, so the SD 1.5 driver runs it too
 MODEL_KINDS: dict[str, PipelineFactory] = {"tiny": _sd15, "sd15": _sd15}
 
+# modules that register more built-in kinds when imported (light: no model library at import)
+_BUILTIN_KIND_MODULES = ("engine.diffusion.null",)
+
 
 def register_model_kind(name: str, factory: PipelineFactory) -> None:
     """Add (or replace) a model kind."""
     MODEL_KINDS[name] = factory
 
 
+def _register_builtin_kinds() -> None:
+    for module in _BUILTIN_KIND_MODULES:
+        importlib.import_module(module)  # each registers its kinds once, on first import
+
+
 def model_kind(diffusion: DiffusionConfig) -> str:
-    """The kind that runs ``diffusion.model``: ``tiny`` for the built-in model, else ``sd15``."""
-    return "tiny" if diffusion.model == "tiny" else "sd15"
+    """The kind that runs ``diffusion.model``: the kind of that name when ``diffusion.model``
+    is itself a registered model (``tiny``, ``null``, ``null-fixed``), else ``sd15``."""
+    _register_builtin_kinds()
+    return diffusion.model if diffusion.model in MODEL_KINDS else "sd15"
 
 
 def create_pipeline(

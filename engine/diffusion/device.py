@@ -1,6 +1,9 @@
-"""Which device and precision a model runs with: ``auto`` resolved, impossible choices refused."""
+"""Which device and precision a model runs with (``auto`` resolved, impossible choices refused),
+and what to do when its memory runs out."""
 
 from __future__ import annotations
+
+import gc
 
 import torch
 
@@ -48,3 +51,23 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Give the allocator's cached blocks back to the device (after it ran out of memory)."""
+    gc.collect()  # tensors only a reference cycle still holds
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and _mps_available():
+        torch.mps.empty_cache()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the host) ran out of memory."""
+    if isinstance(exc, MemoryError):
+        return True
+    # torch.OutOfMemoryError (cuda, xpu) is a RuntimeError; mps says "MPS backend out of memory"
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()

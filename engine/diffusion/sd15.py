@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
-from engine.diffusion.base import BaseDiffusionPipeline, Frames, RenderResult
+from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender, RenderResult
 from engine.diffusion.cuda_graphs import GraphRunner, cuda_graphs_usable
 from engine.diffusion.device import resolve_device, resolve_dtype
-from engine.diffusion.host import HostTransfer
+from engine.diffusion.host import HostTransfer, PendingFrames
 from engine.diffusion.loading import (
     check_sd_architecture,
     fuse_lora,
@@ -258,17 +258,32 @@ class SD15Pipeline(BaseDiffusionPipeline):
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
     ) -> RenderResult:
+        return self.launch(
+            latents, prompt_embeds, strength=strength, init_latents=init_latents
+        ).wait()
+
+    def launch(
+        self,
+        latents: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        *,
+        strength: float = 1.0,
+        init_latents: torch.Tensor | None = None,
+    ) -> PendingRender:
+        """Queue the frame step; on CUDA the frames' copy to a pinned slot is in flight when
+        this returns (``wait`` waits on its event only)."""
         args = self._step_inputs(latents, prompt_embeds, strength, init_latents)
         with torch.inference_mode():
             if self._graphs is not None:
                 try:
-                    x0, rgba = self._graphs(*args)
-                    return RenderResult(self._host.fetch(rgba, reused=True), x0.clone())
+                    x0, rgba, finite = self._graphs(*args)
+                    pending = self._host.launch(rgba, reused=True, finite=finite)
+                    return PendingRender(pending, x0.clone())
                 except Exception as exc:  # capture failures vary by driver
                     log.warning("cuda graph capture failed, running eagerly: %s", exc)
                     self._graphs = None
-            x0, rgba = self._frame_step(*args)
-            return RenderResult(self._host.fetch(rgba, reused=False), x0)
+            x0, rgba, finite = self._frame_step(*args)
+            return PendingRender(self._host.launch(rgba, reused=False, finite=finite), x0)
 
     def denoise(
         self,
@@ -286,10 +301,13 @@ class SD15Pipeline(BaseDiffusionPipeline):
             return self._denoise_steps(latents, embeds, schedule, init, uncond, guidance)
 
     def decode(self, latents: torch.Tensor) -> Frames:
+        return self.launch_decode(latents).wait()
+
+    def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
         self.load_model()
         with torch.inference_mode():
-            rgba = self._to_rgba(latents.to(self.device))
-        return self._host.fetch(rgba, reused=False)
+            rgba, finite = self._to_rgba(latents.to(self.device))
+        return self._host.launch(rgba, reused=False, finite=finite)
 
     def encode_image(self, images: Frames) -> torch.Tensor:
         pipe = self.pipe
@@ -343,10 +361,11 @@ class SD15Pipeline(BaseDiffusionPipeline):
         init: torch.Tensor | None,
         uncond: torch.Tensor | None,
         guidance: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         schedule = StepSchedule(table, self._prediction)
         x0 = self._denoise_steps(latents, embeds, schedule, init, uncond, guidance)
-        return x0, self._to_rgba(x0)
+        rgba, finite = self._to_rgba(x0)
+        return x0, rgba, finite
 
     def _denoise_steps(
         self,
@@ -395,17 +414,22 @@ class SD15Pipeline(BaseDiffusionPipeline):
         unconditional, conditional = output.chunk(2)
         return unconditional + guidance * (conditional - unconditional)
 
-    def _to_rgba(self, latents: torch.Tensor) -> torch.Tensor:
+    def _to_rgba(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded RGBA ``uint8`` frames and a 0-d bool on the device: all pixels finite
+        (checked before the conversion, which would turn NaN into arbitrary bytes)."""
         vae = self._pipe.vae
         shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
         scaled = (latents / float(vae.config.scaling_factor) + shift).to(self.dtype)
         if self.device.type == "cpu" and scaled.shape[0] > 1:
             # on the cpu one frame's full-size activations stay in cache, a batch's do not:
             # decoding frame by frame is faster (the unet still gets the whole batch)
-            return torch.cat(
-                [rgba_uint8(vae.decode(one, return_dict=False)[0]) for one in scaled.split(1)]
-            )
-        return rgba_uint8(vae.decode(scaled, return_dict=False)[0])
+            parts = [self._decode_rgba(one) for one in scaled.split(1)]
+            return torch.cat([p[0] for p in parts]), torch.stack([p[1] for p in parts]).all()
+        return self._decode_rgba(scaled)
+
+    def _decode_rgba(self, scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self._pipe.vae.decode(scaled, return_dict=False)[0]
+        return rgba_uint8(images), torch.isfinite(images).all()
 
     # input checks
 

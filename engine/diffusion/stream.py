@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from engine.config import StreamConfig, format_validation_error
-from engine.diffusion.base import BaseDiffusionPipeline, RenderResult
+from engine.diffusion.base import BaseDiffusionPipeline, PendingRender
+from engine.diffusion.host import PendingFrames, PendingImage
 from engine.diffusion.schedule import StepSchedule
 from engine.errors import ConfigError, RenderError
 from engine.latent.generator import slerp
@@ -86,7 +87,7 @@ class StreamDiffusionPipeline:
         """Forget the previous frame, its latents and the stream batch; re-seed the filter."""
         self._prev_latent: torch.Tensor | None = None
         self._prev_clean: torch.Tensor | None = None
-        self._prev_frame: Frame | None = None
+        self._prev_frame: PendingImage | None = None
         self._reference: tuple[torch.Tensor, torch.Tensor] | None = None
         self._stream: _StreamBatch | None = None
         self._skips_in_row = 0
@@ -137,6 +138,24 @@ class StreamDiffusionPipeline:
         overrides ``feedback_strength`` in img2img feedback mode. A skipped frame is the
         previous frame's array itself.
         """
+        return self.launch_frame_with_coherence(
+            latent, prompt_embeds, music_energy, strength=strength
+        ).wait()
+
+    def launch_frame_with_coherence(
+        self,
+        latent: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        music_energy: float,
+        *,
+        strength: float | None = None,
+    ) -> PendingImage:
+        """:meth:`generate_frame_with_coherence` without waiting for the frame to reach the
+        host: on CUDA the next frame can be planned and launched while this one renders.
+
+        Everything the next frame needs (the blended latent, the clean latent fed back, the
+        similarity reference) is known at launch, as device tensors in stream order.
+        """
         cfg = self.stream_config
         energy = _energy(music_energy)
         latent = self._cohere(cfg, latent, energy)
@@ -146,8 +165,8 @@ class StreamDiffusionPipeline:
             self.last_skipped = True
             assert self._prev_frame is not None  # _skip needs a previous frame
             return self._prev_frame
-        result = self._render(cfg, latent, prompt_embeds, strength)
-        return self._remember(result, latent, prompt_embeds)[0]
+        pending = self._launch(cfg, latent, prompt_embeds, strength)
+        return PendingImage(self._remember(pending, latent, prompt_embeds))
 
     def generate_frames_with_coherence(
         self,
@@ -196,8 +215,9 @@ class StreamDiffusionPipeline:
                 for i, music_energy in enumerate(music_energies)
             ]
         )
-        result = self.base.render(blended, prompt_embeds)
-        return self._remember(result, blended, prompt_embeds)
+        pending = PendingRender.done(self.base.render(blended, prompt_embeds))
+        frames = self._remember(pending, blended, prompt_embeds)
+        return [frames.image(i) for i in range(count)]
 
     def _cohere(self, cfg: StreamConfig, latent: torch.Tensor, energy: float) -> torch.Tensor:
         """Blend a new input latent toward the previous one (louder music blends less)."""
@@ -212,36 +232,36 @@ class StreamDiffusionPipeline:
         return latent
 
     def _remember(
-        self, result: RenderResult, latents: torch.Tensor, embeds: torch.Tensor
-    ) -> list[Frame]:
-        """Keep the last rendered frame for skipping and feedback; the frames, in order."""
-        frames = list(result.frames)
-        self._prev_frame = frames[-1]  # the very array returned, so a skip returns it again
-        self._prev_clean = result.latents[-1:]
+        self, pending: PendingRender, latents: torch.Tensor, embeds: torch.Tensor
+    ) -> PendingFrames:
+        """Keep the last launched frame for skipping and feedback; the launch's frames."""
+        # the very array the launch hands out, so a skip returns it again
+        self._prev_frame = PendingImage(pending.frames)
+        self._prev_clean = pending.latents[-1:]
         self._reference = (latents[-1:], embeds[-1:])
         self._skips_in_row = 0
         self.last_skipped = False
-        self.frames_generated += len(frames)
-        return frames
+        self.frames_generated += int(pending.latents.shape[0])
+        return pending.frames
 
     # the render paths
 
-    def _render(
+    def _launch(
         self, cfg: StreamConfig, latent: torch.Tensor, embeds: torch.Tensor, strength: float | None
-    ) -> RenderResult:
+    ) -> PendingRender:
         if cfg.img2img_feedback and self._prev_clean is not None:
             level = cfg.feedback_strength if strength is None else strength
             if not 0.0 <= level <= 1.0:
                 raise RenderError(f"strength: {level} is outside [0, 1]")
-            return self.base.render(latent, embeds, strength=level, init_latents=self._prev_clean)
+            return self.base.launch(latent, embeds, strength=level, init_latents=self._prev_clean)
         schedule = self.base.step_schedule(1.0)
         if cfg.use_stream_batch and schedule.steps > 1 and not cfg.img2img_feedback:
             return self._stream_step(latent, embeds, schedule)
-        return self.base.render(latent, embeds)
+        return self.base.launch(latent, embeds)
 
     def _stream_step(
         self, latent: torch.Tensor, embeds: torch.Tensor, schedule: StepSchedule
-    ) -> RenderResult:
+    ) -> PendingRender:
         stream = self._stream
         if (
             stream is None
@@ -259,7 +279,7 @@ class StreamDiffusionPipeline:
         stream.noises = noises[:-1]
         self._stream = stream
         clean = x0[-1:]
-        return RenderResult(self.base.decode(clean), clean)
+        return PendingRender(self.base.launch_decode(clean), clean)
 
     def _fill_stream(
         self, latent: torch.Tensor, embeds: torch.Tensor, schedule: StepSchedule

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import bench_engine, bench_gpu
+from benchmarks import bench_engine, bench_gpu, bench_loop
 
 
 def test_bench_engine_runs_and_writes_its_conditions(tmp_path: Path) -> None:
@@ -44,10 +44,36 @@ def test_bench_gpu_cpu_smoke_counts_flops_and_times_every_stage(tmp_path: Path) 
     results = json.loads(out.read_text())
     assert results["flops"]["unet_step_tflop"] > 0 and results["flops"]["decode_tflop"] > 0
     assert results["matmul_tflops"] > 0 and results["floor_ms_per_frame"] > 0
-    assert {"engine eager", "stream wrapper (coherence on)", "diffusers __call__ (prompt)"} <= set(
-        results["methods"]
-    )
+    assert {
+        "engine eager",
+        "stream wrapper (coherence on)",
+        "stream batch (2 steps, one unet call)",
+        "diffusers __call__ (prompt)",
+        "diffusers __call__ (prompt), 2 steps",
+    } <= set(results["methods"])
     assert all(ms > 0 for ms in results["stages_ms"].values())
+    # the live loop ran on the same components, pipelined and sequential, and on null (the
+    # smoke runs one case of each kind)
+    loop = results["live_loop"]
+    assert len(loop) == 3 and all(row["frames"] > 0 for row in loop.values())
+    assert {row["loop"] for row in loop.values()} == {"pipelined", "sequential"}
+
+
+def test_bench_gpu_names_the_wheels_a_gpu_machine_lacks() -> None:
+    advice = bench_gpu.wheel_advice(["diffusers==0.42.1"])
+    assert "missing Python packages: diffusers==0.42.1" in advice
+    assert all(wheel in advice for _, wheel in bench_gpu.WHEELS) and "--target" in advice
+    assert bench_gpu.missing_wheels() == []  # this machine has them all
+
+
+def test_bench_loop_runs_the_daemon_on_the_null_model(tmp_path: Path) -> None:
+    row = bench_loop.run_case(
+        None, tmp_path, model="null", pipelined=True, seconds=0.6, size=64, outputs=("shm",)
+    )
+    assert row["frames"] > 10 and row["errors"] == 0
+    assert row["feedback_per_frame"] >= 5  # energy, tempo, chroma, fps, frame (+ beats)
+    assert row["host_ms"]["count"] == row["frames"]
+    assert set(row["outputs"]) == {name for name in row["outputs"] if name.startswith("shm:")}
 
 
 def test_bench_gpu_without_cuda_says_so_and_exits_cleanly(
@@ -72,3 +98,8 @@ def test_bench_web_runs_and_writes_its_conditions(tmp_path: Path) -> None:
     assert results["websocket"]["abandoned"]["open_after"] == 0
     assert set(results["stop"]) >= {"idle", "50 websockets + 3 preview viewers"}
     assert {"aiohttp", "pillow", "cpu_count", "load_average"} <= set(results["conditions"])
+
+
+def test_bench_loop_times_the_shared_memory_checksum() -> None:
+    costs = bench_loop.shm_costs(sizes=(64,), repeats=3)
+    assert costs["64x64"]["crc32_ms"] > 0 and costs["64x64"]["publish_ms"] > 0

@@ -12,7 +12,7 @@ from engine.errors import ConfigError
 
 
 def test_every_registered_benchmark_is_a_script_with_main() -> None:
-    assert {"engine", "gpu", "e2e"} <= set(BENCHMARKS)
+    assert {"engine", "gpu", "e2e", "loop"} <= set(BENCHMARKS)
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
         assert list(inspect.signature(module.main).parameters) == ["argv"], name

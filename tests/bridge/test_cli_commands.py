@@ -90,3 +90,27 @@ def test_run_table_errors_name_the_field(
     assert main(["run", "--config", str(config_file), "--audio", str(audio)]) == 2
     err = capsys.readouterr().err
     assert "osc_port" in err and "Traceback" not in err
+
+
+def test_run_documents_the_measuring_models_and_the_sequential_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.daemon import Daemon
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert '"null"' in text and '"null-fixed"' in text and "--sequential" in text
+    seen: list[bool] = []
+
+    def run(self: Daemon) -> object:
+        seen.append(self.options.pipelined)
+        return self.stats
+
+    monkeypatch.setattr(Daemon, "run", run)
+    monkeypatch.setattr(Daemon, "install_signal_handlers", lambda self: None)
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    assert main(["run", "--audio", str(audio), "--model", "null"]) == 0
+    assert main(["run", "--audio", str(audio), "--model", "null", "--sequential"]) == 0
+    assert seen == [True, False]

@@ -183,3 +183,50 @@ def test_control_changes_from_any_surface_are_echoed_to_the_targets(
     listener.settimeout(0.2)
     with pytest.raises(TimeoutError):
         listener.recv(65536)
+
+
+def test_hand_packed_messages_are_python_osc_s_bytes() -> None:
+    """The feedback packs its messages itself (speed); they are byte for byte what
+    python-osc builds, for every address the engine sends, and bundles too."""
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+    from pythonosc.osc_message_builder import build_msg
+
+    from bridge.osc.feedback import MessageEncoder
+    from osc_schema.schema import STATUS_ERROR, outgoing
+
+    samples: dict[str, tuple[object, ...]] = {
+        "f": (0.3,),
+        "i": (123456,),
+        "s": ("/hamba/nope",),
+        "ss": ("/hamba/nope", "unknown address"),
+        "is": (12, "RuntimeError: out of memory"),
+        "f" * 12: tuple(float(v) for v in CHROMA_VALUES),
+    }
+    encoder = MessageEncoder()
+    tested = []
+    for entry in outgoing():
+        args = samples[entry.type_tags]
+        assert encoder.encode(entry.address, args) == build_msg(entry.address, list(args)).dgram
+        tested.append(entry.address)
+    assert STATUS_ERROR in tested and CHROMA in tested
+    builder = OscBundleBuilder(IMMEDIATELY)
+    for address in (ENERGY, FRAME):
+        builder.add_content(build_msg(address, [0.5 if address == ENERGY else 3]))
+    packed = encoder.bundle([encoder.encode(ENERGY, (0.5,)), encoder.encode(FRAME, (3,))])
+    assert packed == builder.build().dgram
+    # anything else (a boolean control echoed back, an address outside the schema) goes
+    # through python-osc's builder
+    for address, args in (("/hamba/pause", (True,)), ("/elsewhere", (1.5, "x"))):
+        assert encoder.encode(address, args) == build_msg(address, list(args)).dgram
+
+
+def test_status_error_reaches_the_listener(listener: socket.socket) -> None:
+    from osc_schema.schema import STATUS_ERROR
+
+    sender = FeedbackSender([("127.0.0.1", port_of(listener))])
+    sender.send_error(17, "out of memory: render size 256x256")
+    message = read(listener, 1)[0]
+    sender.close()
+    assert message.address == STATUS_ERROR
+    assert message.params == [17, "out of memory: render size 256x256"]
+    assert sender.latest()[STATUS_ERROR] == (17, "out of memory: render size 256x256")

@@ -231,3 +231,31 @@ def test_pump_runs_each_open_output_on_the_calling_thread(
     warnings = [r.getMessage() for r in caplog.records if "pump failed" in r.getMessage()]
     assert warnings == ["output broken: pump failed: RuntimeError: pump broke"]  # rate-limited
     assert {broken.threads["open"], fine.threads["open"]}.isdisjoint({me})
+
+
+def test_frames_reach_outputs_without_a_copy() -> None:
+    """What the render loop publishes (a slot of the host ring) is what each output reads:
+    the group and the frame rule pass a C-contiguous uint8 frame through as the same array."""
+    recorder = Recorder()
+    group = OutputGroup([recorder])
+    group.open(4, 4, 30.0)
+    frame = np.zeros((4, 4, 4), np.uint8)
+    group.publish(frame, 0, 0.0)
+    assert group.flush(5.0)
+    group.close()
+    assert recorder.frames[0][0] is frame
+
+
+def test_shared_memory_is_written_straight_from_the_published_frame() -> None:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    frame = np.random.default_rng(0).integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    with ShmOutput(name) as out, ShmFrameReader(name) as reader:
+        out.open(8, 8, 30.0)
+        copies: list[np.ndarray] = []
+        original = out._copy_pixels
+        out._copy_pixels = lambda slot, source: (copies.append(source), original(slot, source))[1]  # type: ignore[method-assign]
+        out.publish(frame, 0, 0.0)
+        assert copies[0] is frame  # one copy: from the frame into the slot
+        got = reader.read()
+        assert got is not None
+        np.testing.assert_array_equal(got.image, frame)

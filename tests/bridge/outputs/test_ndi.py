@@ -125,3 +125,25 @@ def test_uyvy_needs_an_even_width_and_formats_are_checked() -> None:
         NdiOutput("odd", pixel_format="uyvy").open(321, 240, 30.0)
     with pytest.raises(OutputError, match=r"ndi:x.*pixel_format 'rgb'"):
         NdiOutput("x", pixel_format="rgb")
+
+
+def test_ndi_is_given_a_view_of_the_frame_not_a_copy() -> None:
+    """RGBA frames go to cyndilib as a 1-D view of the published array (cyndilib copies it
+    once into its own buffer, without the GIL): a spy in front of the real sender looks."""
+    given: list[np.ndarray] = []
+    with NdiOutput("view-test") as out:
+        out.open(8, 8, 30.0)
+        real = out._sender
+
+        class Spy:
+            def write_video_async(self, data: np.ndarray) -> object:
+                given.append(data)
+                return real.write_video_async(data)
+
+            def close(self) -> None:
+                real.close()
+
+        out._sender = Spy()
+        frame = np.zeros((8, 8, 4), np.uint8)
+        out.publish(frame, 0, 0.0)
+    assert given[0].ndim == 1 and np.shares_memory(given[0], frame)

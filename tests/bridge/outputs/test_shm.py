@@ -26,10 +26,12 @@ import pytest
 from bridge.outputs import create_output
 from bridge.outputs.shm import (
     HEADER_SIZE,
+    SLOT_HEADER_SIZE,
     ShmFrameReader,
     ShmFrameWriter,
     ShmOutput,
     _attach,
+    _slot_size,
     segment_name,
 )
 from engine.errors import OutputError
@@ -325,3 +327,74 @@ def test_documented_reader_reads_what_the_writer_wrote(name: str) -> None:
             assert doc["read_latest"](shm) is None  # state 2: closed
         finally:
             shm.close()
+
+
+class _Interrupted(ShmOutput):
+    """A writer that stops halfway through its pixel copy to let the test look at the slot."""
+
+    def __init__(self, name: str, probe: Any) -> None:
+        super().__init__(name)
+        self.probe = probe
+
+    def _copy_pixels(self, slot: np.ndarray, frame: np.ndarray) -> None:
+        half = frame.shape[0] // 2
+        slot[:half] = frame[:half]
+        self.probe()
+        slot[half:] = frame[half:]
+
+
+def _slot_seq(segment: str, slot: int, slot_size: int) -> int:
+    raw = _attach(segment, create=False)
+    try:
+        return int(struct.unpack_from("<Q", raw.buf, HEADER_SIZE + slot * slot_size)[0])
+    finally:
+        raw.close()
+
+
+def test_a_slot_is_marked_odd_while_the_writer_fills_it(name: str) -> None:
+    """The odd mark is what tells a reader to come back later: without it a reader has only
+    the checksum (this test fails when the writer's first increment is removed)."""
+    seen: list[int] = []
+    out = _Interrupted(name, lambda: seen.append(_slot_seq(out.segment, len(seen) % 3, size)))
+    with out:
+        out.open(16, 8, 30.0)
+        size = _slot_size(16, 8)
+        for index in range(4):
+            out.publish(pattern_frame(index, 16, 8), index, index / 30.0)
+    assert seen and all(seq % 2 == 1 for seq in seen), seen
+
+
+def test_a_copy_torn_behind_a_stable_sequence_is_caught_by_the_checksum(name: str) -> None:
+    """What a reader on ARM can meet: the slot's sequence even and unchanged, but some of the
+    pixels already those of the next frame (stores seen out of order). It must not come back."""
+    with ShmOutput(name) as out, ShmFrameReader(name) as reader:
+        out.open(16, 8, 30.0)
+        out.publish(pattern_frame(0, 16, 8), 0, 0.0)
+        assert reader.read() is not None
+        raw = _attach(out.segment, create=False)
+        try:
+            start = HEADER_SIZE + SLOT_HEADER_SIZE
+            newer = pattern_frame(1, 16, 8).tobytes()
+            raw.buf[start : start + 64] = newer[:64]  # the first rows of the next frame
+            assert reader.read() is None
+            assert reader.mismatched == reader.retries == reader.torn
+            doc = _doc_reader()  # the documented reader refuses it too
+            assert doc["read_latest"](raw) is None
+        finally:
+            raw.close()
+        out.publish(pattern_frame(2, 16, 8), 2, 2 / 30.0)
+        got = reader.read()
+        assert got is not None and got.index == 2
+        np.testing.assert_array_equal(got.image, pattern_frame(2, 16, 8))
+
+
+def test_checksum_covers_index_and_time(name: str) -> None:
+    with ShmOutput(name) as out, ShmFrameReader(name) as reader:
+        out.open(8, 8, 30.0)
+        out.publish(pattern_frame(0, 8, 8), 5, 0.5)
+        raw = _attach(out.segment, create=False)
+        try:
+            struct.pack_into("<q", raw.buf, HEADER_SIZE + 8, 6)  # another index, same pixels
+            assert reader.read() is None and reader.mismatched > 0
+        finally:
+            raw.close()

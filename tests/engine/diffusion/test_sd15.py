@@ -11,6 +11,7 @@ import torch
 
 from benchmarks.bench_engine import plain_frame
 from engine.diffusion.device import resolve_device, resolve_dtype
+from engine.diffusion.host import NonFiniteFrameError
 from engine.diffusion.sd15 import SD15Pipeline
 from engine.diffusion.tiny import build_tiny_pipeline
 from engine.errors import ModelError, RenderError
@@ -175,3 +176,16 @@ def test_a_given_diffusers_pipeline_is_driven_as_is(tiny: SD15Pipeline, noise: N
     np.testing.assert_array_equal(
         given.generate_batch(noise(1), embeds), tiny.generate_batch(noise(1), embeds)
     )
+
+
+def test_a_frame_with_nan_is_refused_before_uint8(tiny: SD15Pipeline, noise: Noise) -> None:
+    """NaN would become arbitrary bytes in the uint8 conversion: the decoded image is checked
+    on the device first, and such a frame never comes out."""
+    embeds = tiny.encode_prompt("x")
+    poisoned = noise(0).clone()
+    poisoned[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteFrameError, match="NaN"):
+        tiny.render(poisoned, embeds)
+    with pytest.raises(NonFiniteFrameError):
+        tiny.decode(torch.full((2, 4, 8, 8), float("nan")))  # the batched cpu decode too
+    assert tiny.render(noise(0), embeds).frames.shape == (1, 64, 64, 4)
