@@ -200,6 +200,7 @@ def test_hand_packed_messages_are_python_osc_s_bytes() -> None:
         "s": ("/hamba/nope",),
         "ss": ("/hamba/nope", "unknown address"),
         "is": (12, "RuntimeError: out of memory"),
+        "sii": ("blend", 0, 21),
         "f" * 12: tuple(float(v) for v in CHROMA_VALUES),
     }
     encoder = MessageEncoder()
