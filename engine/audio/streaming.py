@@ -2,8 +2,12 @@
 
 The analyzer hops through the audio (``config.hop_length`` at ``config.sample_rate``, scaled
 to the input's rate so a hop lasts the same time) and for each hop takes one windowed FFT of the
-last ``n_fft`` samples: band loudness, a mel spectral flux (onset strength) and chroma come
-from that one spectrum. Tempo comes from the autocorrelation of the recent onset history; beats
+last ``n_fft`` samples: band loudness and a mel spectral flux (onset strength) come from that
+one spectrum. Chroma comes from ``engine.audio.chroma.LiveChroma``: the offline analysis's
+constant-Q transform made causal (decimated windows up to 0.53 s long, measured once per video
+frame on the audio up to the hop that completes it), reduced and normalised by the same functions
+as offline. Its filters end at the newest sample, so a bin lags by half its filter: up to 93 ms
+above 92 Hz, 104 ms at E2, 156 ms at A1, 262 ms at C1. Tempo comes from the autocorrelation of the recent onset history; beats
 from a predict-and-correct phase tracker: it fires each beat when the predicted time arrives
 (no waiting for the onset, so no detection latency) and nudges its phase towards where a comb
 over the onset history finds the beats.
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from engine.audio.chroma import LiveChroma, normalise_frames
 from engine.audio.spectrum import (
     SILENCE_RMS,
     band_matrix,
@@ -72,13 +77,11 @@ class _FrameAccumulator:
     rms: float = 0.0
     onset: float = 0.0
     bands: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
-    chroma: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(12))
 
     def clear(self) -> None:
         self.hops = 0
         self.energy = self.rms = self.onset = 0.0
         self.bands[:] = 0.0
-        self.chroma[:] = 0.0
 
 
 class StreamingAnalyzer:
@@ -113,9 +116,7 @@ class StreamingAnalyzer:
         self._mel = librosa.filters.mel(
             sr=sample_rate, n_fft=self.n_fft, n_mels=N_MELS, fmax=fmax
         ).astype(np.float32)
-        self._chroma_fb = librosa.filters.chroma(sr=sample_rate, n_fft=self.n_fft).astype(
-            np.float32
-        )
+        self._chroma = LiveChroma(sample_rate, config.sample_rate)
         self._decay = 0.5 ** (self._hop_s / PEAK_HALF_LIFE_S)
         self._history_len = round(HISTORY_S / self._hop_s)
         self._min_history = math.ceil(MIN_HISTORY_PERIODS * 60.0 / config.tempo_min / self._hop_s)
@@ -131,6 +132,7 @@ class StreamingAnalyzer:
 
     def reset(self) -> None:
         """Forget all audio: the next push starts at time 0, frame 0."""
+        self._chroma.reset()
         self._frame_buf = np.zeros(self.n_fft, dtype=np.float32)
         self._windowed = np.zeros(self.n_fft, dtype=np.float32)
         self._pending = np.zeros(self.hop_length, dtype=np.float32)
@@ -144,8 +146,8 @@ class StreamingAnalyzer:
         self._peak_mel = 0.0
         self._history = np.zeros(self._history_len, dtype=np.float64)
         self._acc = _FrameAccumulator()
-        self._last_hop: tuple[float, float, float, npt.NDArray[np.float64], npt.NDArray[np.float64]]
-        self._last_hop = (0.0, 0.0, 0.0, np.zeros(3), np.zeros(12))
+        self._last_hop: tuple[float, float, float, npt.NDArray[np.float64]]
+        self._last_hop = (0.0, 0.0, 0.0, np.zeros(3))
         self._frame = 0
         # tempo and beat tracking
         self._period = 0.0  # seconds per beat; 0 until a tempo is found
@@ -225,7 +227,7 @@ class StreamingAnalyzer:
         if self._prev_db is not None and rms >= SILENCE_RMS:
             flux = float(np.maximum(mel_db - self._prev_db, 0.0).mean())
         self._prev_db = mel_db
-        chroma = (self._chroma_fb @ power).astype(np.float64)
+        self._chroma.feed(self._pending)
 
         decay = self._decay
         self._peak_rms = max(rms, self._peak_rms * decay)
@@ -243,8 +245,7 @@ class StreamingAnalyzer:
         acc.rms += rms
         acc.onset = max(acc.onset, onset)
         acc.bands += band_norm
-        acc.chroma += chroma
-        self._last_hop = (energy, rms, onset, band_norm, chroma)
+        self._last_hop = (energy, rms, onset, band_norm)
 
         if self._hops % self._tempo_every == 0:
             self._update_tempo()
@@ -363,9 +364,9 @@ class StreamingAnalyzer:
         if acc.hops:
             n = acc.hops
             energy, rms, onset = acc.energy / n, acc.rms / n, acc.onset
-            bands, chroma = acc.bands / n, acc.chroma / n
+            bands = acc.bands / n
         else:  # frames shorter than a hop repeat the last hop
-            energy, rms, onset, bands, chroma = self._last_hop
+            energy, rms, onset, bands = self._last_hop
         frame = self._frame
         # beats are counted when their frame goes out, so a frame never counts a later beat
         due = 0
@@ -376,12 +377,8 @@ class StreamingAnalyzer:
         if beat:
             self._beat_count += due
             self._last_beat_frame = frame
-        peak = float(chroma.max())
-        chroma_out = (
-            (chroma / peak).astype(np.float32)
-            if rms >= SILENCE_RMS and peak > 0
-            else self._silent_chroma
-        )
+        # measured once per frame, on the audio up to the hop that completes it
+        chroma = normalise_frames(self._chroma.measure(), rms).astype(np.float32)
         state = MusicState(
             frame=frame,
             time=frame / self.fps,
@@ -391,7 +388,7 @@ class StreamingAnalyzer:
             beat_phase=self._phase(frame),
             beat_count=self._beat_count,
             tempo=self.tempo,
-            chroma=chroma_out,
+            chroma=chroma,
             low=float(np.clip(bands[0], 0.0, 1.0)),
             mid=float(np.clip(bands[1], 0.0, 1.0)),
             high=float(np.clip(bands[2], 0.0, 1.0)),
