@@ -59,8 +59,8 @@ MIN_LIVE_RATE = 11025.0
 LOW_STAGE_HEADROOM = 8.0
 # anti-alias filter of the decimation: attenuation (dB) in the band that would fold onto the bins
 DECIMATION_ATTENUATION_DB = 60.0
-# a frequency-domain kernel keeps the contiguous band carrying this share of its magnitude (librosa
-# keeps 99 % offline; 95 % halves the live product and moves the blend weights by under 1 %)
+# a frequency-domain kernel keeps the band of FFT bins carrying this share of its magnitude
+# (librosa keeps 99 % offline; 95 % halves the live product, the blend weights hardly move)
 KERNEL_MASS = 0.95
 # tuning: seconds for the evidence to decay by half, and the least clarity of a tuning estimate
 TUNING_HALF_LIFE_S = 10.0
@@ -74,9 +74,9 @@ def octaves_for(sample_rate: float) -> int:
     return int(min(MAX_OCTAVES, math.floor(math.log2(0.45 * sample_rate / CQT_FMIN_HZ))))
 
 
-def bin_frequencies(n_bins: int, tuning: float = 0.0) -> Float64Array:
-    """Centre frequencies (Hz) of the first ``n_bins`` bins, ``tuning`` in fractions of a bin."""
-    return CQT_FMIN_HZ * 2.0 ** ((np.arange(n_bins) + tuning) / BINS_PER_OCTAVE)
+def bin_frequencies(n_bins: int) -> Float64Array:
+    """Centre frequencies (Hz) of the first ``n_bins`` bins, in tune (A4 at 440 Hz)."""
+    return CQT_FMIN_HZ * 2.0 ** (np.arange(n_bins) / BINS_PER_OCTAVE)
 
 
 def filter_lengths(n_bins: int, sample_rate: float) -> Float64Array:

@@ -6,11 +6,11 @@ last ``n_fft`` samples: band loudness and a mel spectral flux (onset strength) c
 one spectrum. Chroma comes from ``engine.audio.chroma.LiveChroma``: the offline analysis's
 constant-Q transform made causal (decimated windows up to 0.53 s long, measured once per video
 frame on the audio up to the hop that completes it), reduced and normalised by the same functions
-as offline. Its filters end at the newest sample, so a bin lags by half its filter: up to 93 ms
-above 92 Hz, 104 ms at E2, 156 ms at A1, 262 ms at C1. Tempo comes from the autocorrelation of the recent onset history; beats
-from a predict-and-correct phase tracker: it fires each beat when the predicted time arrives
-(no waiting for the onset, so no detection latency) and nudges its phase towards where a comb
-over the onset history finds the beats.
+as offline. Its filters end at the newest sample, so a bin lags by half its filter: at most 93 ms
+from G2 up, 105 ms at E2, 157 ms at A1, 265 ms at C1. Tempo comes from the autocorrelation of the
+recent onset history; beats from a predict-and-correct phase tracker: it fires each beat when the
+predicted time arrives (no waiting for the onset, so no detection latency) and nudges its phase
+towards where a comb over the onset history finds the beats.
 
 Frame ``i`` covers audio ``[i / fps, (i + 1) / fps)``; it is emitted by the ``push`` that
 carries the audio past its end, so nothing looks ahead beyond the block at hand. Loudness and
