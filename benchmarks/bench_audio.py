@@ -198,7 +198,11 @@ def _export_tree(ref: str, into: Path) -> str:
     with archive.open("wb") as handle:
         subprocess.run(["git", "-C", str(ROOT), "archive", commit], stdout=handle, check=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(into / "tree", filter="data")
+        # our own repository's archive; the "data" filter exists from Python 3.10.12 and 3.11.4
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into / "tree", filter="data")
+        else:
+            tar.extractall(into / "tree")
     return commit
 
 
