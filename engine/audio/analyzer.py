@@ -23,6 +23,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from engine.audio.chroma import (
+    BINS_PER_OCTAVE,
+    CQT_FMIN_HZ,
+    normalise_frames,
+    octaves_for,
+    pitch_classes,
+)
 from engine.audio.spectrum import (
     SILENCE_RMS,
     band_matrix,
@@ -37,7 +44,9 @@ from engine.errors import AudioError
 log = logging.getLogger(__name__)
 
 # bump when the features change meaning, so old cache entries stop matching
-CACHE_VERSION = 2
+# (2: the tracked beat times kept; 3: chroma from the peaks of the constant-Q magnitudes,
+# log-compressed, shared with live)
+CACHE_VERSION = 3
 
 # the config fields the features depend on (device, block size, cache settings do not matter)
 CACHE_FIELDS: tuple[str, ...] = (
@@ -68,9 +77,6 @@ _SF_UNSUPPORTED_ENCODING = 4
 
 # a file that decodes to less than this share of its declared length is truncated
 _TRUNCATED_SHARE = 0.9
-
-_CQT_FMIN_HZ = 32.70319566257483  # C1: chroma starts on a C so bins fall on pitch classes
-_CQT_BINS_PER_OCTAVE = 36
 
 
 def default_cache_dir() -> Path:
@@ -414,33 +420,34 @@ class AudioAnalyzer:
         num_frames: int,
         rms: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.float64]:
-        """Constant-Q chroma per video frame, each column's maximum 1, silent frames 0."""
+        """Constant-Q chroma per video frame, each column's maximum 1, silent frames 0.
+
+        The magnitudes of librosa's constant-Q transform (tuned to the song) reduced by the same
+        functions the live analysis uses (``engine.audio.chroma``), so both give the same weights.
+        """
         import librosa
 
         # the multirate CQT halves the signal once per octave: its hop must divide by 2**(octaves-1)
-        n_octaves = int(min(7, math.floor(math.log2(0.45 * sample_rate / _CQT_FMIN_HZ))))
+        n_octaves = octaves_for(sample_rate)
         step = 2 ** (n_octaves - 1)
         hop = max(step, self.config.hop_length // step * step)
         with warnings.catch_warnings():
             # a short clip leaves the lowest, most decimated octave shorter than its fft: harmless
             warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
-            chroma = librosa.feature.chroma_cqt(
-                y=y,
-                sr=sample_rate,
-                hop_length=hop,
-                fmin=_CQT_FMIN_HZ,
-                n_octaves=n_octaves,
-                bins_per_octave=_CQT_BINS_PER_OCTAVE,
-                norm=None,
+            magnitudes = np.abs(
+                librosa.cqt(
+                    y,
+                    sr=sample_rate,
+                    hop_length=hop,
+                    fmin=CQT_FMIN_HZ,
+                    n_bins=n_octaves * BINS_PER_OCTAVE,
+                    bins_per_octave=BINS_PER_OCTAVE,
+                )
             )
-        chroma = np.nan_to_num(chroma, nan=0.0)
+        chroma = pitch_classes(np.nan_to_num(magnitudes, nan=0.0))
         times = librosa.frames_to_time(np.arange(chroma.shape[1]), sr=sample_rate, hop_length=hop)
         frames = _to_video_frames(chroma, times, self.config.fps, num_frames, "mean")
-        peaks = frames.max(axis=0)
-        audible = (rms >= SILENCE_RMS) & (peaks > 0)
-        frames[:, ~audible] = 0.0
-        frames[:, audible] /= peaks[audible]
-        return frames
+        return normalise_frames(frames, rms)
 
     def _load_cached(self, entry: Path, file: Path) -> AudioFeatures | None:
         """The cached features at ``entry``, or None when absent or unreadable (then recomputed)."""

@@ -2,11 +2,15 @@
 
 The analyzer hops through the audio (``config.hop_length`` at ``config.sample_rate``, scaled
 to the input's rate so a hop lasts the same time) and for each hop takes one windowed FFT of the
-last ``n_fft`` samples: band loudness, a mel spectral flux (onset strength) and chroma come
-from that one spectrum. Tempo comes from the autocorrelation of the recent onset history; beats
-from a predict-and-correct phase tracker: it fires each beat when the predicted time arrives
-(no waiting for the onset, so no detection latency) and nudges its phase towards where a comb
-over the onset history finds the beats.
+last ``n_fft`` samples: band loudness and a mel spectral flux (onset strength) come from that
+one spectrum. Chroma comes from ``engine.audio.chroma.LiveChroma``: the offline analysis's
+constant-Q transform made causal (decimated windows up to 0.53 s long, measured once per video
+frame on the audio up to the hop that completes it), reduced and normalised by the same functions
+as offline. Its filters end at the newest sample, so a bin lags by half its filter: at most 93 ms
+from G2 up, 105 ms at E2, 157 ms at A1, 265 ms at C1. Tempo comes from the autocorrelation of the
+recent onset history; beats from a predict-and-correct phase tracker: it fires each beat when the
+predicted time arrives (no waiting for the onset, so no detection latency) and nudges its phase
+towards where a comb over the onset history finds the beats.
 
 Frame ``i`` covers audio ``[i / fps, (i + 1) / fps)``; it is emitted by the ``push`` that
 carries the audio past its end, so nothing looks ahead beyond the block at hand. Loudness and
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from engine.audio.chroma import LiveChroma, normalise_frames
 from engine.audio.spectrum import (
     SILENCE_RMS,
     band_matrix,
@@ -72,13 +77,11 @@ class _FrameAccumulator:
     rms: float = 0.0
     onset: float = 0.0
     bands: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
-    chroma: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(12))
 
     def clear(self) -> None:
         self.hops = 0
         self.energy = self.rms = self.onset = 0.0
         self.bands[:] = 0.0
-        self.chroma[:] = 0.0
 
 
 class StreamingAnalyzer:
@@ -90,6 +93,8 @@ class StreamingAnalyzer:
 
     def __init__(self, config: AudioConfig, sample_rate: int) -> None:
         import librosa  # filterbanks only, built once: the hot path is numpy
+        import scipy.fft
+        import scipy.sparse
 
         if sample_rate <= 0:
             raise AudioError(f"streaming analyzer: sample rate must be positive, got {sample_rate}")
@@ -105,17 +110,19 @@ class StreamingAnalyzer:
                 f"frequency of {sample_rate} Hz input"
             )
         self._hop_s = self.hop_length / sample_rate
+        self._rfft = scipy.fft.rfft  # the same transform as numpy's, with less overhead per call
         self._window = hann_window(self.n_fft)
         self._bands = band_matrix(sample_rate, self.n_fft, config.band_edges, self._window)
         # the mel bands stop where the offline analysis (at config.sample_rate) stops, so a 48 kHz
         # input's air band does not outweigh the kick in the onset strength
         fmax = min(sample_rate, config.sample_rate) / 2.0
-        self._mel = librosa.filters.mel(
-            sr=sample_rate, n_fft=self.n_fft, n_mels=N_MELS, fmax=fmax
-        ).astype(np.float32)
-        self._chroma_fb = librosa.filters.chroma(sr=sample_rate, n_fft=self.n_fft).astype(
-            np.float32
+        # sparse: each mel band covers a few FFT bins, so the product costs a third of a dense one
+        self._mel = scipy.sparse.csr_array(
+            librosa.filters.mel(sr=sample_rate, n_fft=self.n_fft, n_mels=N_MELS, fmax=fmax).astype(
+                np.float32
+            )
         )
+        self._chroma = LiveChroma(sample_rate, config.sample_rate)
         self._decay = 0.5 ** (self._hop_s / PEAK_HALF_LIFE_S)
         self._history_len = round(HISTORY_S / self._hop_s)
         self._min_history = math.ceil(MIN_HISTORY_PERIODS * 60.0 / config.tempo_min / self._hop_s)
@@ -131,6 +138,7 @@ class StreamingAnalyzer:
 
     def reset(self) -> None:
         """Forget all audio: the next push starts at time 0, frame 0."""
+        self._chroma.reset()
         self._frame_buf = np.zeros(self.n_fft, dtype=np.float32)
         self._windowed = np.zeros(self.n_fft, dtype=np.float32)
         self._pending = np.zeros(self.hop_length, dtype=np.float32)
@@ -144,8 +152,8 @@ class StreamingAnalyzer:
         self._peak_mel = 0.0
         self._history = np.zeros(self._history_len, dtype=np.float64)
         self._acc = _FrameAccumulator()
-        self._last_hop: tuple[float, float, float, npt.NDArray[np.float64], npt.NDArray[np.float64]]
-        self._last_hop = (0.0, 0.0, 0.0, np.zeros(3), np.zeros(12))
+        self._last_hop: tuple[float, float, float, npt.NDArray[np.float64]]
+        self._last_hop = (0.0, 0.0, 0.0, np.zeros(3))
         self._frame = 0
         # tempo and beat tracking
         self._period = 0.0  # seconds per beat; 0 until a tempo is found
@@ -221,7 +229,7 @@ class StreamingAnalyzer:
         self._samples += hop
         self._hops += 1
         np.multiply(buf, self._window, out=self._windowed)
-        spectrum = np.fft.rfft(self._windowed)
+        spectrum = self._rfft(self._windowed)
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
 
         band_ms = self._bands @ power
@@ -236,7 +244,7 @@ class StreamingAnalyzer:
         if self._prev_db is not None and rms >= SILENCE_RMS:
             flux = float(np.maximum(mel_db - self._prev_db, 0.0).mean())
         self._prev_db = mel_db
-        chroma = (self._chroma_fb @ power).astype(np.float64)
+        self._chroma.feed(self._pending)
 
         decay = self._decay
         self._peak_rms = max(rms, self._peak_rms * decay)
@@ -254,8 +262,7 @@ class StreamingAnalyzer:
         acc.rms += rms
         acc.onset = max(acc.onset, onset)
         acc.bands += band_norm
-        acc.chroma += chroma
-        self._last_hop = (energy, rms, onset, band_norm, chroma)
+        self._last_hop = (energy, rms, onset, band_norm)
 
         if self._hops % self._tempo_every == 0:
             self._update_tempo()
@@ -374,9 +381,9 @@ class StreamingAnalyzer:
         if acc.hops:
             n = acc.hops
             energy, rms, onset = acc.energy / n, acc.rms / n, acc.onset
-            bands, chroma = acc.bands / n, acc.chroma / n
+            bands = acc.bands / n
         else:  # frames shorter than a hop repeat the last hop
-            energy, rms, onset, bands, chroma = self._last_hop
+            energy, rms, onset, bands = self._last_hop
         frame = self._frame
         # beats are counted when their frame goes out, so a frame never counts a later beat
         due = 0
@@ -387,25 +394,21 @@ class StreamingAnalyzer:
         if beat:
             self._beat_count += due
             self._last_beat_frame = frame
-        peak = float(chroma.max())
-        chroma_out = (
-            (chroma / peak).astype(np.float32)
-            if rms >= SILENCE_RMS and peak > 0
-            else self._silent_chroma
-        )
+        # measured once per frame, on the audio up to the hop that completes it
+        chroma = normalise_frames(self._chroma.measure(), rms).astype(np.float32)
         state = MusicState(
             frame=frame,
             time=frame / self.fps,
-            energy=float(np.clip(energy, 0.0, 1.0)),
-            onset=float(np.clip(onset, 0.0, 1.0)),
+            energy=_unit(energy),
+            onset=_unit(onset),
             beat=beat,
             beat_phase=self._phase(frame),
             beat_count=self._beat_count,
             tempo=self.tempo,
-            chroma=chroma_out,
-            low=float(np.clip(bands[0], 0.0, 1.0)),
-            mid=float(np.clip(bands[1], 0.0, 1.0)),
-            high=float(np.clip(bands[2], 0.0, 1.0)),
+            chroma=chroma,
+            low=_unit(bands[0]),
+            mid=_unit(bands[1]),
+            high=_unit(bands[2]),
         )
         self._latest = state
         return state
@@ -415,7 +418,7 @@ class StreamingAnalyzer:
         if not self._locked or self._last_beat_frame < 0 or self._period <= 0:
             return 0.0
         span = self._period * self.fps
-        return float(np.clip((frame - self._last_beat_frame) / span, 0.0, 1.0 - 1e-6))
+        return min(max((frame - self._last_beat_frame) / span, 0.0), 1.0 - 1e-6)
 
     def _silent_state(self, frame: int) -> MusicState:
         return MusicState(
@@ -429,3 +432,8 @@ class StreamingAnalyzer:
             tempo=0.0,
             chroma=self._silent_chroma,
         )
+
+
+def _unit(value: float) -> float:
+    """``value`` clamped into [0, 1] as a Python float (np.clip costs microseconds on a scalar)."""
+    return min(max(float(value), 0.0), 1.0)

@@ -130,8 +130,8 @@ class PromptInterpolator:
     ) -> torch.Tensor:
         """Every frame's blended embeddings ``(num_frames, seq, hidden)``.
 
-        ``base_embeds`` is ``(1, seq, hidden)``, ``chroma_embeds`` ``(12, seq, hidden)`` (C..B);
-        ``chroma_weight`` defaults to ``config.chroma_weight``.
+        ``base_embeds`` is ``(1, seq, hidden)`` or ``(seq, hidden)``, ``chroma_embeds``
+        ``(12, seq, hidden)`` (C..B); ``chroma_weight`` defaults to ``config.chroma_weight``.
         """
         return self.blend(self.chroma_weights(features), base_embeds, chroma_embeds, chroma_weight)
 
@@ -171,9 +171,12 @@ class PromptInterpolator:
     def _check_embeds(
         self, base_embeds: torch.Tensor, chroma_embeds: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if base_embeds.ndim == 2:  # one prompt's (seq, hidden), as the seed passes base_embeds[0]
+            base_embeds = base_embeds.unsqueeze(0)
         if base_embeds.ndim != 3 or base_embeds.shape[0] != 1:
             raise RenderError(
-                f"prompt blend: base_embeds must be (1, seq, hidden), got {tuple(base_embeds.shape)}"
+                "prompt blend: base_embeds must be (1, seq, hidden) or (seq, hidden), "
+                f"got {tuple(base_embeds.shape)}"
             )
         expected = (NUM_PITCH_CLASSES, *base_embeds.shape[1:])
         if tuple(chroma_embeds.shape) != expected:

@@ -1,4 +1,5 @@
-"""Synthesised test signals with known answers: click tracks, tones, chords, and file writers."""
+"""Synthesised test signals with known answers: click tracks, tones, chords, piano-like music with
+known notes, and file writers."""
 
 from __future__ import annotations
 
@@ -43,6 +44,49 @@ def tones(freqs: list[float], duration: float, sr: int, amplitude: float = 0.3) 
 def chord(notes: list[int], duration: float, sr: int) -> Samples:
     """A chord of MIDI notes as plain sines."""
     return tones([midi_hz(n) for n in notes], duration, sr, amplitude=0.25)
+
+
+def piano_note(
+    note: int,
+    duration: float,
+    sr: int,
+    amplitude: float = 0.3,
+    harmonics: int = 8,
+    decay_s: float = 1.2,
+    detune_cents: float = 0.0,
+) -> Samples:
+    """A piano-like MIDI note: ``harmonics`` partials at ``1/k`` of the fundamental, partial ``k``
+    dying away ``k`` times faster (``exp(-k t / decay_s)``), a 5 ms attack and a 20 ms release.
+
+    Low notes (E2, A1, C2) of this kind are what a coarse FFT chroma credits to the fifth: the
+    third partial is resolved, the fundamental is not. ``detune_cents`` shifts the tuning.
+    """
+    t = np.arange(round(duration * sr)) / sr
+    f0 = midi_hz(note) * 2.0 ** (detune_cents / 1200.0)
+    out = np.zeros(t.size)
+    for k in range(1, harmonics + 1):
+        if k * f0 < sr / 2:
+            out += np.exp(-k * t / decay_s) * np.sin(2 * np.pi * k * f0 * t) / k
+    envelope = np.clip(np.minimum(t / 0.005, (duration - t) / 0.02), 0.0, 1.0)
+    return np.asarray(amplitude * out * envelope, dtype=np.float32)
+
+
+def piano_chord(notes: list[int], duration: float, sr: int, detune_cents: float = 0.0) -> Samples:
+    """Piano-like notes (:func:`piano_note`) struck together."""
+    struck = [piano_note(n, duration, sr, detune_cents=detune_cents) for n in notes]
+    return np.asarray(np.sum(struck, axis=0), dtype=np.float32)
+
+
+def triad_with_bass(root: int, minor: bool = False) -> list[int]:
+    """A root-position triad on MIDI ``root`` with its bass note doubled an octave below."""
+    return [root - 12, root, root + (3 if minor else 4), root + 7]
+
+
+def progression(
+    chords: list[list[int]], seconds: float, sr: int, detune_cents: float = 0.0
+) -> Samples:
+    """Piano-like chords one after the other, each ``seconds`` long."""
+    return np.concatenate([piano_chord(c, seconds, sr, detune_cents) for c in chords])
 
 
 def dominant_hz(y: Samples, sr: int) -> float:

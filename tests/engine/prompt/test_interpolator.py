@@ -100,6 +100,17 @@ def test_a_single_pitch_class_selects_its_prompt() -> None:
     assert torch.allclose(out, chroma[9].expand(5, -1, -1), atol=1e-6)
 
 
+def test_one_prompts_embeddings_without_the_batch_axis_blend_the_same() -> None:
+    # the seed passes base_embeds[0], a (seq, hidden) tensor
+    base, chroma = embeds()
+    features = make_features(6, chroma=np.random.default_rng(5).random((12, 6)))
+    interp = interpolator(chroma_weight=0.5)
+    expected = interp.interpolate_prompts(features, base, chroma)
+    assert torch.equal(interp.interpolate_prompts(features, base[0], chroma), expected)
+    state = features.state_at_frame(0)
+    assert torch.allclose(interp.blend_for_state(state, base[0], chroma), expected[:1], atol=1e-6)
+
+
 def test_offline_equals_live_frame_by_frame() -> None:
     base, chroma = embeds()
     rng = np.random.default_rng(4)
@@ -155,7 +166,9 @@ def test_bad_inputs_name_the_culprit() -> None:
     features = make_features(4)
     interp = interpolator()
     with pytest.raises(RenderError, match="base_embeds"):
-        interp.interpolate_prompts(features, base[0], chroma)
+        interp.interpolate_prompts(features, base.expand(2, -1, -1), chroma)
+    with pytest.raises(RenderError, match="base_embeds"):
+        interp.interpolate_prompts(features, base[0, 0], chroma)
     with pytest.raises(RenderError, match="chroma_embeds"):
         interp.interpolate_prompts(features, base, chroma[:11])
     with pytest.raises(RenderError, match="chroma_embeds"):
