@@ -77,6 +77,8 @@ _V_SPREAD = 1.0
 _PROMPT_GAIN = 8.0
 # the sdxl-shaped unet's time-id embedding width (real sdxl: 256)
 TINY_TIME_EMBED_DIM = 8
+# the sdxl-shaped model's second (pooled) text encoder's width
+TINY_XL_HIDDEN_2 = 48
 
 
 def is_tiny_model(name: str) -> bool:
@@ -195,19 +197,21 @@ def build_tiny_sdxl_components(
     def text() -> dict[str, Any]:
         return {
             "text_encoder": _clip_text(TINY_HIDDEN, act="quick_gelu"),
+            # wider than the first, as in SDXL (768 and 1280): the single-file layout tells the
+            # two encoders apart by width
             "text_encoder_2": _clip_text(
-                TINY_HIDDEN, act="gelu", model=CLIPTextModelWithProjection
+                TINY_XL_HIDDEN_2, act="gelu", model=CLIPTextModelWithProjection
             ),
         }
 
     def build() -> dict[str, Any]:
         unet = _unet(
             sample_size,
-            cross_attention_dim=2 * TINY_HIDDEN,
+            cross_attention_dim=TINY_HIDDEN + TINY_XL_HIDDEN_2,
             linear=True,
             addition_embed_type="text_time",
             addition_time_embed_dim=TINY_TIME_EMBED_DIM,
-            projection_class_embeddings_input_dim=6 * TINY_TIME_EMBED_DIM + TINY_HIDDEN,
+            projection_class_embeddings_input_dim=6 * TINY_TIME_EMBED_DIM + TINY_XL_HIDDEN_2,
             transformer_layers_per_block=(1, 2),
         )
         return {**unet, **text(), **_vae(vae, sample_size)}
