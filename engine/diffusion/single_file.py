@@ -131,7 +131,7 @@ def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
             with safe_open(str(path), framework="pt") as handle:
                 return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
-        state = _torch_state(path)
+        state = torch_state(path)
         return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
 
     shapes = read_local(f"model file {path}", read)
@@ -248,7 +248,7 @@ def _looks_v(path: Path) -> bool:
                     return False
                 bias = handle.get_tensor(_V_HEURISTIC)
         else:
-            found = _torch_state(path).get(_V_HEURISTIC)
+            found = torch_state(path).get(_V_HEURISTIC)
             if not isinstance(found, torch.Tensor):
                 return False
             bias = found
@@ -257,7 +257,8 @@ def _looks_v(path: Path) -> bool:
     return float(torch.std(bias.float(), unbiased=False)) > 0.09
 
 
-def _torch_state(path: Path) -> dict[str, Any]:
+def torch_state(path: Path) -> dict[str, Any]:
+    """A pickled checkpoint's state dict, memory-mapped (tensors only, no code runs)."""
     state: Any = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     while isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
