@@ -56,8 +56,10 @@ def original_layout(pipe: Any) -> State:
 
 def unet_layout(unet: Any) -> State:
     layers = int(unet.config.layers_per_block)
-    has_attention = [bool(block.attentions) if hasattr(block, "attentions") else False
-                     for block in unet.up_blocks]  # fmt: skip
+    has_attention = [
+        bool(block.attentions) if hasattr(block, "attentions") else False
+        for block in unet.up_blocks
+    ]
     out: State = {}
     for key, value in unet.state_dict().items():
         out[_unet_key(key, layers, has_attention)] = value

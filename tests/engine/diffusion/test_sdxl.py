@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,8 +14,9 @@ from benchmarks.bench_engine import plain_frame
 from engine.diffusion.conditioning import TextConditioning
 from engine.diffusion.sd15 import LatentDiffusionPipeline, SD15Pipeline
 from engine.diffusion.sdxl import SDXLPipeline
-from engine.errors import RenderError
-from tests.engine.diffusion.support import SIZE
+from engine.diffusion.tiny import build_tiny_pipeline, build_tiny_sdxl_components
+from engine.errors import ModelError, RenderError
+from tests.engine.diffusion.support import SEED, SIZE, tiny_configs
 
 Noise = Callable[..., torch.Tensor]
 
@@ -149,3 +151,61 @@ def test_an_empty_negative_prompt_is_zeros_for_sdxl(tiny_xl: SDXLPipeline) -> No
     tiny_xl.set_negative_prompt("smoke")
     uncond, _ = tiny_xl._guidance()
     assert uncond is not None and uncond.embeds.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def xl_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random LoRA on the tiny SDXL unet's attention, saved the way Hyper-SDXL and
+    SDXL-Lightning LoRAs ship."""
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    pipe = build_tiny_pipeline(SEED, SIZE, SIZE, name="tiny-sdxl")
+    torch.manual_seed(0)
+    pipe.unet.add_adapter(
+        LoraConfig(
+            r=4,
+            lora_alpha=4,
+            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+            init_lora_weights=False,
+        )
+    )
+    folder = tmp_path_factory.mktemp("xl-lora")
+    StableDiffusionXLPipeline.save_lora_weights(
+        folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet), safe_serialization=True
+    )
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+def test_an_sdxl_lora_is_fused_at_load(xl_lora: Path, tiny_xl: SDXLPipeline, noise: Noise) -> None:
+    fused = SDXLPipeline(*tiny_configs(model="tiny-sdxl", lora=str(xl_lora)))
+    assert not [name for name, _ in fused.pipe.unet.named_modules() if "lora" in name]
+    cond = tiny_xl.encode_prompt("abstract light")
+    plain = tiny_xl.generate_batch(noise(1), cond)
+    assert diff(fused.generate_batch(noise(1), cond), plain) > 0
+    muted = SDXLPipeline(*tiny_configs(model="tiny-sdxl", lora=str(xl_lora), lora_scale=0.0))
+    np.testing.assert_array_equal(muted.generate_batch(noise(1), cond), plain)
+
+
+def test_sdxl_decodes_with_taesdxl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noise: Noise
+) -> None:
+    kl_model = tmp_path / "kl-xl"
+    build_tiny_pipeline(SEED, SIZE, SIZE, vae="kl", name="tiny-sdxl").save_pretrained(kl_model)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the default TAESD is SD's; an SDXL model asks for the SDXL one
+    with pytest.raises(ModelError, match="madebyollin/taesdxl"):
+        SDXLPipeline(*tiny_configs(model=str(kl_model), use_tiny_vae=True)).load_model()
+    taesdxl = tmp_path / "taesdxl"
+    build_tiny_sdxl_components(SEED)["vae"].save_pretrained(taesdxl)
+    swapped = SDXLPipeline(
+        *tiny_configs(model=str(kl_model), use_tiny_vae=True, tiny_vae=str(taesdxl))
+    )
+    from diffusers import AutoencoderTiny
+
+    assert isinstance(swapped.pipe.vae, AutoencoderTiny)
+    full = SDXLPipeline(*tiny_configs(model=str(kl_model), use_tiny_vae=False))
+    cond = full.encode_prompt("x")
+    for pipeline in (full, swapped):
+        frames = pipeline.generate_batch(noise(1), cond)
+        assert frames.shape == (1, SIZE, SIZE, 4) and frames[..., :3].std() > 5

@@ -93,11 +93,15 @@ def test_real_families_are_told_apart_by_their_tensor_names(
 def test_sd2_v_prediction_is_read_from_the_weights_as_comfyui_does(tmp_path: Path) -> None:
     key = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
     spread = torch.linspace(-1, 1, 16)
-    save_file({**{k: torch.zeros(s) for k, s in {**UNET, **SD2}.items()}, key: spread},
-              str(tmp_path / "v.safetensors"))  # fmt: skip
+    save_file(
+        {**{k: torch.zeros(s) for k, s in {**UNET, **SD2}.items()}, key: spread},
+        str(tmp_path / "v.safetensors"),
+    )
     assert detect_family(tmp_path / "v.safetensors").family.name == "sd2-v"
-    save_file({**{k: torch.zeros(s) for k, s in {**UNET, **SD2}.items()}, key: spread * 0.01},
-              str(tmp_path / "eps.safetensors"))  # fmt: skip
+    save_file(
+        {**{k: torch.zeros(s) for k, s in {**UNET, **SD2}.items()}, key: spread * 0.01},
+        str(tmp_path / "eps.safetensors"),
+    )
     assert detect_family(tmp_path / "eps.safetensors").family.name == "sd2"
 
 
