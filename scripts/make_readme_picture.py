@@ -1,12 +1,15 @@
 """The README picture: frames of the demo song above the music that drove them, on one time axis.
 
-Renders ``assets/demo.wav`` (8 s, 120 BPM, a chord change every bar) with the built-in
-**untrained** ``tiny`` model at 192x192, 12 fps, through the same conductor the live daemon and
-``hamba render`` use. The tiny model decodes with the fixed linear latent-to-RGB preview
-(``engine/diffusion/preview.py``), so what shows is the latent walk itself: the colour field
-jumps on every beat (``beat_slerp``) and shifts as the chroma-weighted prompt blend follows the
-chords (``prompt.chroma_weight`` 0.6 here, 0.3 by default). Below the strip: the song's energy,
-its beats and its dominant pitch class per frame, each picked frame marked on the same axis.
+Renders ``assets/demo.wav`` (8 s, 120 BPM, a chord change every two seconds) with the built-in
+**untrained** ``tiny`` model at 64x64 (an 8x8 latent, shown enlarged), 12 fps, through the same
+conductor the live daemon and ``hamba render`` use, twice: with the ``beat_slerp`` latent walk
+(the default: a new keyframe noise on every beat) and with the ``circular`` walk (the latent turns
+with the chroma's angle on the circle of fifths, so it changes with the chords). The tiny model
+decodes with the fixed linear latent-to-RGB preview (``engine/diffusion/preview.py``), so what
+shows is the latent walk itself as colour fields; its untrained weights barely listen to the
+prompt, so the chroma-weighted prompt blend moves the colours only slightly. Below the strips:
+the song's energy, its beats and its dominant pitch class per frame, the picked frames marked
+on the same axis.
 
 Needs matplotlib (a dev dependency: ``pip install -e .[dev]``). Run from the repository root:
 ``python scripts/make_readme_picture.py`` (writes ``docs/render-frames.png``).
@@ -23,11 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "render-frames.png"
 PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FPS = 12
-SIZE = 192
+SIZE = 64
 PICKS = 8
+WALKS = ("beat_slerp", "circular")
 
 
-def render() -> tuple[object, list[np.ndarray]]:
+def render(walk: str) -> tuple[object, list[np.ndarray]]:
     from engine.audio.analyzer import AudioAnalyzer
     from engine.config import PipelineConfig
     from engine.render import Conductor
@@ -40,7 +44,7 @@ def render() -> tuple[object, list[np.ndarray]]:
             "inference.height": SIZE,
             "audio.fps": FPS,
             "audio.cache": False,
-            "prompt.chroma_weight": 0.6,
+            "latent.walk": walk,
         }
     )
     features = AudioAnalyzer(config.audio).analyze(ROOT / "assets" / "demo.wav")
@@ -49,7 +53,7 @@ def render() -> tuple[object, list[np.ndarray]]:
     return features, frames
 
 
-def draw(features: object, frames: list[np.ndarray]) -> None:
+def draw(features: object, strips: dict[str, list[np.ndarray]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,19 +63,26 @@ def draw(features: object, frames: list[np.ndarray]) -> None:
     energy = np.asarray(features.energy)  # type: ignore[attr-defined]
     chroma = np.asarray(features.chroma_cq)  # type: ignore[attr-defined]
     beats = np.asarray(features.beat_frames)  # type: ignore[attr-defined]
-    times = np.arange(len(frames)) / fps
-    picks = np.linspace(4, len(frames) - 5, PICKS).round().astype(int)
+    count = min(len(frames) for frames in strips.values())
+    times = np.arange(count) / fps
+    picks = np.linspace(4, count - 5, PICKS).round().astype(int)
 
-    figure = plt.figure(figsize=(12, 4.6), dpi=100)
-    grid = figure.add_gridspec(2, PICKS, height_ratios=(1.05, 1.0), hspace=0.25, wspace=0.04)
-    for column, index in enumerate(picks):
-        axis = figure.add_subplot(grid[0, column])
-        axis.imshow(frames[index])
-        axis.set_xticks([])
-        axis.set_yticks([])
-        axis.set_title(f"{times[index]:.2f} s", fontsize=9)
-    plot = figure.add_subplot(grid[1, :])
-    plot.plot(times, energy, color="#d0542c", linewidth=1.6, label="energy")
+    figure = plt.figure(figsize=(12, 6.4), dpi=100)
+    grid = figure.add_gridspec(
+        len(strips) + 1, PICKS, height_ratios=(1.0,) * len(strips) + (1.2,), hspace=0.3, wspace=0.04
+    )
+    for row, (walk, frames) in enumerate(strips.items()):
+        for column, index in enumerate(picks):
+            axis = figure.add_subplot(grid[row, column])
+            axis.imshow(frames[index], interpolation="bicubic")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(f"{times[index]:.2f} s", fontsize=9)
+            if column == 0:
+                axis.set_ylabel(walk, fontsize=9)
+    plot = figure.add_subplot(grid[len(strips), :])
+    plot.plot(times, energy[:count], color="#d0542c", linewidth=1.6, label="energy")
     for beat in beats:
         plot.axvline(beat / fps, color="#999999", linewidth=0.8, linestyle=":")
     plot.plot([], [], color="#999999", linewidth=0.8, linestyle=":", label="beats")
@@ -82,8 +93,8 @@ def draw(features: object, frames: list[np.ndarray]) -> None:
     plot.set_xlabel("time (s)")
     plot.set_ylabel("energy")
     pitch = plot.twinx()
-    dominant = chroma.argmax(axis=0)[: len(frames)]
-    sounding = chroma.max(axis=0)[: len(frames)] > 0
+    dominant = chroma.argmax(axis=0)[:count]
+    sounding = chroma.max(axis=0)[:count] > 0
     pitch.scatter(times[sounding], dominant[sounding], s=9, color="#3a9a5b", label="dominant pitch")
     pitch.set_yticks(range(12), PITCHES, fontsize=7)
     pitch.set_ylim(-0.5, 11.5)
@@ -92,16 +103,19 @@ def draw(features: object, frames: list[np.ndarray]) -> None:
     points = pitch.get_legend_handles_labels()
     plot.legend(lines[0] + points[0], lines[1] + points[1], loc="upper right", fontsize=8, ncol=3)
     figure.suptitle(
-        "assets/demo.wav through the built-in untrained tiny model (linear latent preview); "
-        "blue lines: the frames above",
+        "assets/demo.wav through the built-in untrained tiny model (linear latent preview), "
+        "latent walks beat_slerp and circular; blue lines: the frames above",
         fontsize=9,
     )
     figure.savefig(OUT, bbox_inches="tight")
 
 
 def main() -> int:
-    features, frames = render()
-    draw(features, frames)
+    strips = {}
+    features: object = None
+    for walk in WALKS:
+        features, strips[walk] = render(walk)
+    draw(features, strips)
     print(OUT)
     return 0
 
