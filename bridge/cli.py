@@ -1,4 +1,4 @@
-"""The `hamba` command: run, render, devices, osc-schema, check, bench, midi.
+"""The `hamba` command: run, render, devices, osc-schema, models, check, bench, midi.
 
 Every expected failure (a missing file, a bad size, an unknown output, a model that cannot be
 loaded, a port in use) is a :class:`~engine.errors.HambaError` that prints as one line and exits
@@ -156,8 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("-o", "--out", type=Path, help="write to a file instead of stdout")
 
+    models = sub.add_parser(
+        "models", help="models in the hub cache and the given paths: kind, size, fit here"
+    )
+    models.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="model folders, files or folders of them",
+    )
+    models.add_argument("--config", type=Path, help="also list this configuration's model")
+    models.add_argument("--device", default="auto", help="device to size against (default auto)")
+
     check = sub.add_parser("check", help="a doctor for stage day: device, model, outputs")
-    check.add_argument("--model", default="tiny", help="model to try loading (default tiny)")
+    check.add_argument(
+        "--model", default="tiny", help="model to load and render one frame with (default tiny)"
+    )
     check.add_argument("--device", default="auto", help="device to check (default auto)")
 
     bench = sub.add_parser("bench", help="run the benchmarks and record their results")
@@ -319,6 +334,22 @@ def cmd_osc_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from bridge.doctor import describe_models
+
+    paths: list[str | Path] = list(args.paths)
+    if args.config is not None:
+        from engine.config import config_from_data, read_toml
+
+        data = read_toml(args.config)
+        data.pop("run", None)
+        model = config_from_data(data, source=str(args.config)).diffusion.model
+        if Path(model).expanduser().exists():
+            paths.append(Path(model))
+    print(describe_models(paths, device=args.device))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from bridge.doctor import run_checks
 
@@ -345,6 +376,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "render": cmd_render,
     "devices": cmd_devices,
     "osc-schema": cmd_osc_schema,
+    "models": cmd_models,
     "check": cmd_check,
     "bench": cmd_bench,
     "midi": cmd_midi,

@@ -1,9 +1,11 @@
-"""`hamba devices` and `hamba check`: what this machine can do, before the show starts."""
+"""`hamba devices`, `hamba models` and `hamba check`: what this machine can do, before the show."""
 
 from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from engine.errors import HambaError
 
@@ -64,8 +66,9 @@ def run_checks(*, model: str = "tiny", device: str = "auto") -> tuple[str, bool]
     ]
     try:
         from engine.diffusion.base import create_pipeline
+        from engine.diffusion.tiny import is_tiny_model
 
-        size = 128 if model == "tiny" else 512
+        size = 128 if is_tiny_model(model) else 512
         started = time.perf_counter()
         pipe = create_pipeline(
             DiffusionConfig(model=model, device=device),
@@ -88,3 +91,41 @@ def run_checks(*, model: str = "tiny", device: str = "auto") -> tuple[str, bool]
     lines.append(describe_devices())
     lines.append("all checks passed" if ok else "some checks failed")
     return "\n".join(lines), ok
+
+
+def describe_models(paths: Sequence[str | Path] = (), *, device: str = "auto") -> str:
+    """The models in the hub cache and under ``paths``: kind, parameters, dtype, size on disk
+    and whether they fit this machine's device and memory, as a table."""
+    from engine.diffusion.inventory import describe_model, device_budget, find_models
+    from engine.diffusion.tiny import TINY_MODELS
+
+    budget = device_budget(device)
+    lines = [
+        f"device   {budget.device} ({str(budget.run_dtype).removeprefix('torch.')}), "
+        f"{budget.memory_bytes / 2**30:.1f} GiB for models",
+        f"built in {', '.join(TINY_MODELS)} (untrained random weights, for tests and demos)",
+    ]
+    models = find_models(paths)
+    if not models:
+        lines.append("no models found in the Hugging Face cache or the paths given")
+        return "\n".join(lines)
+    header = (
+        f"{'model':<48} {'where':<6} {'kind':<5} {'params':>8} {'dtype':<9} {'disk':>8}  runs here"
+    )
+    lines.append(header)
+    for model in models:
+        entry = describe_model(model, budget)
+        params = f"{entry.parameters / 1e9:.2f} B" if entry.parameters else "?"
+        disk = f"{entry.disk_bytes / 2**30:.2f} GB"
+        fit = "yes" if entry.fits else "no"
+        if entry.problem:
+            fit = f"no: {entry.problem}"
+        elif not entry.fits:
+            fit = "no: too large for this device's memory"
+        elif budget.device == "cpu":
+            fit = "yes (cpu: slow)"
+        lines.append(
+            f"{entry.model:<48} {entry.where:<6} {entry.kind:<5} {params:>8} {entry.dtype:<9} "
+            f"{disk:>8}  {fit}"
+        )
+    return "\n".join(lines)

@@ -19,6 +19,7 @@ from engine.audio.types import AudioFeatures, MusicState
 from engine.config import PipelineConfig, preset_values
 from engine.controls import ControlStore
 from engine.diffusion.base import create_pipeline
+from engine.diffusion.conditioning import Conditioning, concat
 from engine.diffusion.device import release_cached_memory
 from engine.diffusion.host import PendingImage, ReadyFrames
 from engine.diffusion.stream import StreamDiffusionPipeline
@@ -33,14 +34,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class FrameRequest:
-    """Everything needed to render one frame, decided before any model runs."""
+    """Everything needed to render one frame, decided before any model runs.
+
+    ``prompt_embeds`` is the blended conditioning in the model's form: a tensor for SD 1.x/2.x,
+    a ``TextConditioning`` (token and pooled embeddings) for SDXL, whose size inputs (time ids)
+    the pipeline derives from the frame size.
+    """
 
     index: int
     time: float
     music: MusicState
     controls: LiveControls
     latent: torch.Tensor
-    prompt_embeds: torch.Tensor
+    prompt_embeds: Conditioning
     energy: float
     strength: float
 
@@ -82,7 +88,7 @@ class Conductor:
         self._applied_version = -1
         self._preset: str = self.controls.values.preset
         self._chroma_key: tuple[str, ...] = ()
-        self._chroma_embeds: torch.Tensor | None = None
+        self._chroma_embeds: Conditioning | None = None
         self._last_frame: Frame | None = None
         self._last_image: PendingImage | None = None  # the last launched (or held) picture
         self.frames_rendered = 0
@@ -195,7 +201,7 @@ class Conductor:
         with get_profiler().profile("generate"):
             images = self.stream.generate_frames_with_coherence(
                 torch.cat([r.latent for r in requests]),
-                torch.cat([r.prompt_embeds for r in requests]),
+                concat([r.prompt_embeds for r in requests]),
                 [r.energy for r in requests],
                 [r.strength for r in requests],
             )
@@ -247,6 +253,8 @@ class Conductor:
     def _apply_stream_settings(self, values: LiveControls) -> None:
         if values.preset != self._preset:
             self._apply_preset(values.preset)
+        # the unconditional input of guidance; the model re-encodes it only when it changed
+        self.stream.base.set_negative_prompt(values.negative_prompt)
         self.stream.update_settings(
             temporal_blend_ratio=values.blend,
             enable_temporal_coherence=values.coherence,
@@ -268,9 +276,9 @@ class Conductor:
         )
         self._preset = name
 
-    def _chroma(self, prompts: tuple[str, ...]) -> torch.Tensor:
+    def _chroma(self, prompts: tuple[str, ...]) -> Conditioning:
         if self._chroma_embeds is None or prompts != self._chroma_key:
-            self._chroma_embeds = torch.cat([self.stream.encode_prompt(p) for p in prompts])
+            self._chroma_embeds = concat([self.stream.encode_prompt(p) for p in prompts])
             self._chroma_key = prompts
         return self._chroma_embeds
 

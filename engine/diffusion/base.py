@@ -3,7 +3,16 @@
 A pipeline turns noise latents and prompt embeddings into frames: ``H x W x 4`` RGBA ``uint8``,
 C-contiguous. Its pieces are exposed separately (``denoise``, ``decode``, ``encode_image``,
 ``predict_x0``) so that :mod:`engine.diffusion.stream` can build temporal coherence, img2img
-feedback and the stream batch from them without knowing the model.
+feedback and the stream batch from them without knowing the model. Prompt embeddings are a
+tensor (SD 1.x/2.x) or a :class:`~engine.diffusion.conditioning.TextConditioning` (SDXL: with
+pooled embeddings); every method takes either (:data:`Conditioning`).
+
+Model kinds live in a registry: a name and a factory, and optionally a detector that says,
+from what a model is (:class:`~engine.diffusion.identify.ModelInfo`: the pipeline class of a
+folder or cached hub snapshot, the family of a single checkpoint), whether the kind runs it.
+A ``diffusion.model`` that is itself a registered name (``tiny``, ``tiny-sd2``, ``tiny-sdxl``,
+or a plugin's built-in model) uses that entry directly; anything else is identified and given to
+the most recently registered kind whose detector accepts it (plugins before the built-ins).
 """
 
 from __future__ import annotations
@@ -12,12 +21,14 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
+from engine.diffusion.conditioning import Conditioning
 from engine.diffusion.host import PendingFrames, ReadyFrames
 from engine.diffusion.schedule import StepSchedule
 from engine.errors import ModelError
@@ -25,6 +36,9 @@ from engine.logs import quiet_unused_image_processors
 
 # before any model kind imports diffusers: its pipelines import image processors we never use
 quiet_unused_image_processors()
+
+if TYPE_CHECKING:
+    from engine.diffusion.identify import ModelInfo
 
 Frames = npt.NDArray[np.uint8]
 
@@ -71,9 +85,18 @@ class BaseDiffusionPipeline(ABC):
     def load_model(self) -> None:
         """Load (or build) the weights onto the device; idempotent."""
 
+    # the text classifier-free guidance pushes away from ("" until set)
+    negative_prompt: str = ""
+
     @abstractmethod
-    def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
-        """Prompt embeddings ``(n, seq_len, hidden)`` on the device, in the model's dtype."""
+    def encode_prompt(self, prompt: str | list[str]) -> Conditioning:
+        """Prompt embeddings ``(n, seq_len, hidden)`` on the device, in the model's dtype (a
+        tensor; SDXL-style kinds return a ``TextConditioning`` with pooled embeddings)."""
+
+    def set_negative_prompt(self, text: str) -> None:
+        """The negative prompt, used as the unconditional input whenever guidance is on; a
+        kind that caches its encoding re-encodes at the next guided frame after a change."""
+        self.negative_prompt = text
 
     @abstractmethod
     def get_latent_shape(self) -> tuple[int, int, int, int]:
@@ -88,7 +111,7 @@ class BaseDiffusionPipeline(ABC):
         self,
         samples: torch.Tensor,
         step_indices: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         schedule: StepSchedule,
     ) -> torch.Tensor:
         """One batched unet call: the clean latents of ``samples``, each at its own step."""
@@ -97,7 +120,7 @@ class BaseDiffusionPipeline(ABC):
     def denoise(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
@@ -117,7 +140,7 @@ class BaseDiffusionPipeline(ABC):
     def render(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
@@ -127,7 +150,7 @@ class BaseDiffusionPipeline(ABC):
     def launch(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
@@ -146,31 +169,67 @@ class BaseDiffusionPipeline(ABC):
     def supports_pooled_embeds(self) -> bool:
         """Whether the model also takes pooled text embeddings (SDXL-style)."""
 
-    def generate_batch(self, latents: torch.Tensor, prompt_embeds: torch.Tensor) -> Frames:
+    def generate_batch(self, latents: torch.Tensor, prompt_embeds: Conditioning) -> Frames:
         """Frames ``(B, H, W, 4)`` from noise ``latents (B, 4, h, w)`` and ``prompt_embeds``
         ``(B, seq, hidden)`` or ``(1, seq, hidden)`` (shared by the batch)."""
         return self.render(latents, prompt_embeds).frames
 
 
 PipelineFactory = Callable[[DiffusionConfig, InferenceConfig], BaseDiffusionPipeline]
+Detector = Callable[["ModelInfo"], bool]
 
 
-def _sd15(diffusion: DiffusionConfig, inference: InferenceConfig) -> BaseDiffusionPipeline:
+def _sd(diffusion: DiffusionConfig, inference: InferenceConfig) -> BaseDiffusionPipeline:
     from engine.diffusion.sd15 import SD15Pipeline
 
     return SD15Pipeline(diffusion, inference)
 
 
-# model kinds by name; the tiny model is SD-shaped, so the SD 1.5 driver runs it too
-MODEL_KINDS: dict[str, PipelineFactory] = {"tiny": _sd15, "sd15": _sd15}
+def _sdxl(diffusion: DiffusionConfig, inference: InferenceConfig) -> BaseDiffusionPipeline:
+    from engine.diffusion.sdxl import SDXLPipeline
+
+    return SDXLPipeline(diffusion, inference)
+
 
 # modules that register more built-in kinds when imported (light: no model library at import)
 _BUILTIN_KIND_MODULES = ("engine.diffusion.null",)
 
 
-def register_model_kind(name: str, factory: PipelineFactory) -> None:
-    """Add (or replace) a model kind."""
+def _is_sd(info: ModelInfo) -> bool:
+    from engine.diffusion.loading import SD_PIPELINE_CLASSES
+
+    return info.pipeline_class in SD_PIPELINE_CLASSES
+
+
+def _is_sdxl(info: ModelInfo) -> bool:
+    from engine.diffusion.loading import SDXL_PIPELINE_CLASSES
+
+    return info.pipeline_class in SDXL_PIPELINE_CLASSES
+
+
+# every registered name and its factory: the kinds (sd, sdxl; sd15 is sd's former name) and the
+# built-in models that run on them
+MODEL_KINDS: dict[str, PipelineFactory] = {
+    "sd": _sd,
+    "sd15": _sd,
+    "sdxl": _sdxl,
+    "tiny": _sd,
+    "tiny-sd2": _sd,
+    "tiny-sdxl": _sdxl,
+}
+# the kinds that identified models can be given to, in registration order
+MODEL_DETECTORS: dict[str, Detector] = {"sd": _is_sd, "sdxl": _is_sdxl}
+
+
+def register_model_kind(
+    name: str, factory: PipelineFactory, *, detect: Detector | None = None
+) -> None:
+    """Add (or replace) a model kind or built-in model. ``detect`` makes it reachable for models
+    given by path or hub id: it is asked before the kinds registered earlier."""
     MODEL_KINDS[name] = factory
+    if detect is not None:
+        MODEL_DETECTORS.pop(name, None)
+        MODEL_DETECTORS[name] = detect
 
 
 def _register_builtin_kinds() -> None:
@@ -179,10 +238,21 @@ def _register_builtin_kinds() -> None:
 
 
 def model_kind(diffusion: DiffusionConfig) -> str:
-    """The kind that runs ``diffusion.model``: the kind of that name when ``diffusion.model``
-    is itself a registered model (``tiny``, ``null``, ``null-fixed``), else ``sd15``."""
+    """The registered name that runs ``diffusion.model``: the model's own name when it is a
+    registered one, else the kind whose detector accepts what the model is (ModelError if none)."""
     _register_builtin_kinds()
-    return diffusion.model if diffusion.model in MODEL_KINDS else "sd15"
+    if diffusion.model in MODEL_KINDS:
+        return diffusion.model
+    from engine.diffusion.identify import identify_model
+
+    info = identify_model(diffusion.model, local_files_only=diffusion.local_files_only)
+    for name, detect in reversed(MODEL_DETECTORS.items()):
+        if detect(info):
+            return name
+    raise ModelError(
+        f"model {diffusion.model}: {info.describe()}, which no registered model kind runs "
+        f"(kinds: {', '.join(MODEL_DETECTORS)})"
+    )
 
 
 def create_pipeline(

@@ -1,5 +1,6 @@
-"""Where a model comes from and how it is read: the built-in tiny model, a diffusers folder, a
-single checkpoint file or a hub id (local cache first).
+"""Where a model comes from and how it is read: a built-in tiny model, a diffusers folder, a
+single checkpoint file (offline, :mod:`engine.diffusion.single_file`) or a hub id (local cache
+first), as an SD 1.x/2.x or an SDXL diffusers pipeline.
 
 Every failure is a :class:`ModelError` that names the culprit (the folder, the file, the hub id)
 and, where the user can do something about it, says what.
@@ -7,7 +8,6 @@ and, where the user can do something about it, says what.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -32,12 +32,14 @@ SD_PIPELINE_CLASSES = frozenset(
         "AltDiffusionPipeline",
     }
 )
+# ... and the SDXL ones
+SDXL_PIPELINE_CLASSES = frozenset({"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"})
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_FILE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)/(?P<file>[\w.-]+\.safetensors)$")
 MODEL_HINT = (
     "pass --model PATH (a local diffusers folder or .safetensors checkpoint) "
-    "or --model tiny (built-in, untrained)"
+    "or --model tiny (built-in, untrained; also tiny-sd2, tiny-sdxl)"
 )
 TINY_VAE_HINT = "set diffusion.tiny_vae to a local TAESD folder, or diffusion.use_tiny_vae = false"
 LORA_HINT = "set diffusion.lora to a local .safetensors file or folder, or leave it unset"
@@ -53,7 +55,9 @@ class ModelSource:
 
 def resolve_model_source(model: str) -> ModelSource:
     """Classify ``diffusion.model``; a path that does not exist is a ModelError naming it."""
-    if model == "tiny":
+    from engine.diffusion.tiny import is_tiny_model
+
+    if is_tiny_model(model):
         return ModelSource("tiny", model)
     path = Path(model).expanduser()
     if path.is_dir():
@@ -84,36 +88,44 @@ def load_sd_pipeline(
     seed: int,
     height: int,
     width: int,
+    xl: bool = False,
 ) -> Any:
-    """Read a diffusers ``StableDiffusionPipeline`` from the source, checked for the SD layout."""
-    from diffusers import StableDiffusionPipeline
+    """Read a diffusers ``StableDiffusionPipeline`` (``xl``: ``StableDiffusionXLPipeline``) from
+    the source, checked for that layout."""
+    import diffusers
 
-    quiet = {"safety_checker": None, "requires_safety_checker": False, **dtype_kwargs(dtype)}
+    pipeline_class = (
+        diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
+    )
+    extra: dict[str, Any] = {**dtype_kwargs(dtype)}
+    if not xl:
+        extra.update(safety_checker=None, requires_safety_checker=False)
     if source.kind == "tiny":
         from engine.diffusion.tiny import build_tiny_pipeline
 
-        pipe = build_tiny_pipeline(seed, height, width)
+        pipe = build_tiny_pipeline(seed, height, width, name=source.location)
     elif source.kind == "folder":
-        _check_pipeline_folder(Path(source.location))
+        _check_pipeline_folder(Path(source.location), xl=xl)
         pipe = read_local(
             f"model folder {source.location}",
-            lambda: StableDiffusionPipeline.from_pretrained(
-                source.location, local_files_only=True, **quiet
-            ),
+            lambda: pipeline_class.from_pretrained(source.location, local_files_only=True, **extra),
         )
     elif source.kind == "file":
-        pipe = _load_single_file(Path(source.location), quiet, local_files_only)
+        pipe = _load_single_file(Path(source.location), extra, xl=xl)
     else:
         pipe = read_hub(
             "model",
             source.location,
-            lambda local: StableDiffusionPipeline.from_pretrained(
-                source.location, local_files_only=local, **quiet
+            lambda local: pipeline_class.from_pretrained(
+                source.location, local_files_only=local, **extra
             ),
             local_files_only=local_files_only,
             hint=MODEL_HINT,
         )
-    check_sd_architecture(pipe, source.location)
+    if xl:
+        check_sdxl_architecture(pipe, source.location)
+    else:
+        check_sd_architecture(pipe, source.location)
     return pipe
 
 
@@ -210,6 +222,44 @@ def check_sd_architecture(pipe: Any, name: str) -> None:
         raise ModelError(f"model {name}: the vae has {vae_config.latent_channels} latent channels")
 
 
+def check_sdxl_architecture(pipe: Any, name: str) -> None:
+    """The components must fit together as an SDXL pipeline; else a ModelError naming it."""
+    from diffusers import UNet2DConditionModel
+
+    unet_config = pipe.unet.config
+    if (
+        not isinstance(pipe.unet, UNet2DConditionModel)
+        or unet_config.in_channels != 4
+        or getattr(unet_config, "addition_embed_type", None) != "text_time"
+    ):
+        raise ModelError(
+            f"model {name}: its unet ({type(pipe.unet).__name__}) is not a text-to-image SDXL "
+            "unet (4 latent channels, text_time added conditioning)"
+        )
+    widths = [
+        int(encoder.config.hidden_size)
+        for encoder in (pipe.text_encoder, pipe.text_encoder_2)
+        if encoder is not None
+    ]
+    if unet_config.cross_attention_dim != sum(widths):
+        raise ModelError(
+            f"model {name}: the unet attends to {unet_config.cross_attention_dim}-wide text but "
+            f"the text encoders give {' + '.join(map(str, widths))}: mismatched components"
+        )
+    projection = int(pipe.text_encoder_2.config.projection_dim)
+    expected = 6 * int(unet_config.addition_time_embed_dim) + projection
+    if int(unet_config.projection_class_embeddings_input_dim) != expected:
+        raise ModelError(
+            f"model {name}: the unet's added conditioning takes "
+            f"{unet_config.projection_class_embeddings_input_dim} values, the pooled text "
+            f"({projection}) and six time ids give {expected}: mismatched components"
+        )
+    if pipe.vae.config.latent_channels != 4:
+        raise ModelError(
+            f"model {name}: the vae has {pipe.vae.config.latent_channels} latent channels"
+        )
+
+
 def read_local(what: str, load: Callable[[], T]) -> T:
     """Run a loader over local files; whatever it raises becomes a ModelError naming ``what``."""
     try:
@@ -245,51 +295,41 @@ def read_hub(
         ) from exc
 
 
-def _check_pipeline_folder(folder: Path) -> None:
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise ModelError(
-            f"model folder {folder}: no model_index.json, so not a diffusers pipeline folder "
-            "(for a single checkpoint, point at its .safetensors file)"
-        )
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"model folder {folder}: unreadable model_index.json ({exc})") from exc
-    cls = data.get("_class_name") if isinstance(data, dict) else None
-    if cls not in SD_PIPELINE_CLASSES:
+def _check_pipeline_folder(folder: Path, *, xl: bool) -> None:
+    """The folder must hold the kind's pipeline with every component's files (tokenizers too)."""
+    from engine.diffusion.identify import pipeline_class_of
+
+    cls = pipeline_class_of(folder)
+    classes, family = (
+        (SDXL_PIPELINE_CLASSES, "SDXL") if xl else (SD_PIPELINE_CLASSES, "Stable Diffusion 1.x/2.x")
+    )
+    if cls not in classes:
         raise ModelError(
             f"model folder {folder}: holds a {cls or 'pipeline of unknown class'}, not a "
-            f"Stable Diffusion 1.x/2.x pipeline ({', '.join(sorted(SD_PIPELINE_CLASSES))})"
+            f"{family} pipeline ({', '.join(sorted(classes))})"
         )
+    for name in ("tokenizer", "tokenizer_2") if xl else ("tokenizer",):
+        files = folder / name
+        has_bpe = (files / "vocab.json").is_file() and (files / "merges.txt").is_file()
+        if not has_bpe and not (files / "tokenizer.json").is_file():
+            raise ModelError(
+                f"model folder {folder}: {name}/ lacks the tokenizer's files (vocab.json and "
+                "merges.txt, or tokenizer.json): copy them from the model's original folder"
+            )
 
 
-def _load_single_file(path: Path, quiet: dict[str, Any], local_files_only: bool) -> Any:
-    from diffusers import StableDiffusionPipeline
+def _load_single_file(path: Path, extra: dict[str, Any], *, xl: bool) -> Any:
+    from engine.diffusion.single_file import detect_family, load_checkpoint
 
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
-
-        def probe() -> None:
-            with safe_open(str(path), framework="pt") as handle:
-                if not list(handle.keys()):
-                    raise ValueError("it holds no tensors")
-
-        read_local(f"model file {path}", probe)
-    offline = hub_offline(local_files_only)
-    try:
-        return StableDiffusionPipeline.from_single_file(
-            str(path), local_files_only=offline, **quiet
+    detected = detect_family(path)
+    family = detected.family
+    wanted = "StableDiffusionXLPipeline" if xl else "StableDiffusionPipeline"
+    if family.pipeline_class != wanted:
+        raise ModelError(
+            f"model file {path}: an {family.label} checkpoint, not what this model kind runs "
+            f"({'SDXL' if xl else 'SD 1.x/2.x'})"
         )
-    except Exception as exc:  # see read_local
-        extra = (
-            "; diffusers reads a single file with its model family's configuration, which must "
-            "be in the local Hugging Face cache when offline (load it once online, or convert "
-            "the checkpoint to a diffusers folder)"
-            if offline
-            else ""
-        )
-        raise ModelError(f"model file {path}: cannot be loaded ({_reason(exc)}){extra}") from exc
+    return load_checkpoint(path, detected, extra)
 
 
 def _looks_like_path(spec: str) -> bool:

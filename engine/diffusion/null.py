@@ -33,6 +33,7 @@ from engine.diffusion.base import (
     RenderResult,
     register_model_kind,
 )
+from engine.diffusion.conditioning import Conditioning, as_conditioning
 from engine.diffusion.device import resolve_device, resolve_dtype
 from engine.diffusion.host import HostTransfer, PendingFrames, ReadyFrames
 from engine.diffusion.schedule import StepSchedule
@@ -118,7 +119,7 @@ class NullPipeline(BaseDiffusionPipeline):
         self,
         samples: torch.Tensor,
         step_indices: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         schedule: StepSchedule,
     ) -> torch.Tensor:
         return samples.to(self.device, torch.float32)
@@ -126,7 +127,7 @@ class NullPipeline(BaseDiffusionPipeline):
     def denoise(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
@@ -202,7 +203,7 @@ class NullPipeline(BaseDiffusionPipeline):
     def render(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
@@ -214,15 +215,15 @@ class NullPipeline(BaseDiffusionPipeline):
     def launch(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
     ) -> PendingRender:
-        if prompt_embeds.ndim != 3 or prompt_embeds.shape[2] != NULL_HIDDEN:
+        embeds = as_conditioning(prompt_embeds).embeds
+        if embeds.ndim != 3 or embeds.shape[2] != NULL_HIDDEN:
             raise RenderError(
-                f"prompt_embeds: expected (1 or B, seq, {NULL_HIDDEN}), "
-                f"got {tuple(prompt_embeds.shape)}"
+                f"prompt_embeds: expected (1 or B, seq, {NULL_HIDDEN}), got {tuple(embeds.shape)}"
             )
         x0 = self.denoise(latents, prompt_embeds, strength=strength, init_latents=init_latents)
         return PendingRender(self.launch_decode(x0), x0)

@@ -31,8 +31,9 @@ _T, _SQRT_A, _SQRT_1MA, _C_SKIP, _C_OUT, _START = range(6)
 
 
 def auto_scheduler_kind(choice: str, model: str, lora: str | None) -> SchedulerKind | None:
-    """The scheduler a model wants: LCM for LCM-LoRA, TCD for Hyper-SD, Euler ancestral for
-    sd-turbo; ``None`` keeps the model's own. An explicit choice wins."""
+    """The scheduler a model wants: LCM for LCM-LoRA, TCD for Hyper-SD(XL), Euler ancestral
+    from the last timestep for sd-turbo, sdxl-turbo and SDXL-Lightning; ``None`` keeps the
+    model's own. An explicit choice wins."""
     if choice != "auto":
         return choice  # type: ignore[return-value]  # validated by DiffusionConfig
     names = f"{lora or ''} {model}".lower()
@@ -40,7 +41,7 @@ def auto_scheduler_kind(choice: str, model: str, lora: str | None) -> SchedulerK
         return "tcd"
     if "lcm" in names:
         return "lcm"
-    if "turbo" in names:
+    if "turbo" in names or "lightning" in names:
         return "euler_ancestral"
     return None
 

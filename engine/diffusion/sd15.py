@@ -1,4 +1,9 @@
-"""Stable Diffusion 1.x / 2.x (and the tiny model) on diffusers, driven without ``__call__``.
+"""Stable Diffusion 1.x / 2.x (and the tiny models) on diffusers, driven without ``__call__``.
+
+:class:`SD15Pipeline` is the ``sd`` model kind (``SDPipeline`` names it too): 768- or 1024-wide
+cross attention, epsilon or v-prediction as the scheduler's config says. The SDXL kind
+(:mod:`engine.diffusion.sdxl`) is the same driver with two text encoders, pooled embeddings and
+time ids; the hooks it overrides are marked below.
 
 Loading follows ``diffusion.model`` (:mod:`engine.diffusion.loading`), fuses an accelerator
 LoRA, picks the few-step scheduler, swaps in TAESD and moves everything to the device in its
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,11 +28,13 @@ import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
 from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender, RenderResult
+from engine.diffusion.conditioning import Conditioning, TextConditioning, as_conditioning
 from engine.diffusion.cuda_graphs import GraphRunner, cuda_graphs_usable
 from engine.diffusion.device import resolve_device, resolve_dtype
 from engine.diffusion.host import HostTransfer, PendingFrames
 from engine.diffusion.loading import (
     check_sd_architecture,
+    check_sdxl_architecture,
     fuse_lora,
     load_sd_pipeline,
     load_tiny_vae,
@@ -39,7 +47,7 @@ from engine.diffusion.schedule import (
     build_step_schedule,
     make_scheduler,
 )
-from engine.diffusion.tiny import TINY_LABEL, TINY_MODEL
+from engine.diffusion.tiny import is_tiny_model, tiny_label
 from engine.diffusion.traced import TracedCalls
 from engine.errors import ModelError, RenderError
 
@@ -50,19 +58,38 @@ _SCHEDULE_CACHE = 64
 _STRENGTH_DIGITS = 3
 
 FrameStep = Any  # the per-frame tensor function, eager or compiled
-# its arguments: latents, embeds, schedule table, init latents, uncond embeds, guidance scale
-StepArgs = tuple[
-    torch.Tensor,
-    torch.Tensor,
-    torch.Tensor,
-    torch.Tensor | None,
-    torch.Tensor | None,
-    torch.Tensor | None,
-]
+# its arguments (all tensors, so a CUDA graph can hold them): latents, schedule table, init
+# latents, then the unet conditioning of UnetInputs.tensors()
+StepArgs = tuple[torch.Tensor | None, ...]
+DEFAULT_TAESD = "madebyollin/taesd"
 
 
-class SD15Pipeline(BaseDiffusionPipeline):
-    """An SD 1.x/2.x-layout diffusers model (or the built-in ``tiny``) as a frame renderer.
+@dataclass(frozen=True, eq=False)
+class UnetInputs:
+    """The unet's conditioning for one call: the prompt's embeddings (and pooled ones, SDXL),
+    the negative prompt's when guidance is on, the guidance scale and SDXL's time ids."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None = None
+    uncond: torch.Tensor | None = None
+    uncond_pooled: torch.Tensor | None = None
+    guidance: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    def tensors(self) -> tuple[torch.Tensor | None, ...]:
+        return (
+            self.embeds,
+            self.pooled,
+            self.uncond,
+            self.uncond_pooled,
+            self.guidance,
+            self.time_ids,
+        )
+
+
+class LatentDiffusionPipeline(BaseDiffusionPipeline):
+    """A diffusers latent diffusion model (SD 1.x/2.x or SDXL layout) as a frame renderer: the
+    driver both kinds share (:class:`SD15Pipeline`, :class:`~engine.diffusion.sdxl.SDXLPipeline`).
 
     ``pipe`` is the underlying ``StableDiffusionPipeline`` (same components; loading is lazy,
     on first use or :meth:`load_model`). ``inference_config`` is read at every call: a change
@@ -84,18 +111,24 @@ class SD15Pipeline(BaseDiffusionPipeline):
         self.inference_config = inference_config
         self.device = resolve_device(diffusion_config.device)
         self.dtype = resolve_dtype(diffusion_config.dtype, self.device)
-        self.is_untrained = pipe is None and diffusion_config.model == TINY_MODEL
+        self.is_untrained = pipe is None and is_tiny_model(diffusion_config.model)
         if label is not None:
             self.model_label = label
         elif pipe is not None:
             self.model_label = f"{type(pipe).__name__} (given)"
         else:
-            self.model_label = TINY_LABEL if self.is_untrained else diffusion_config.model
+            self.model_label = (
+                tiny_label(diffusion_config.model) if self.is_untrained else diffusion_config.model
+            )
         self._given = pipe
         self._pipe: Any = None
         self._prediction: PredictionType = "epsilon"
         self._schedules: OrderedDict[tuple[int, float], StepSchedule] = OrderedDict()
-        self._uncond: torch.Tensor | None = None
+        self._uncond: TextConditioning | None = None
+        self._uncond_text = ""
+        self._vae_dtype = self.dtype
+        #: how many times the negative prompt was encoded (once per change, when guided)
+        self.negative_encodes = 0
         self._frame_step: FrameStep = self._frame
         self._graphs: GraphRunner | None = None
         self._traced_unet: TracedCalls | None = None
@@ -127,7 +160,8 @@ class SD15Pipeline(BaseDiffusionPipeline):
         cfg, inference = self.diffusion_config, self.inference_config
         if self._given is not None:
             pipe = self._given
-            check_sd_architecture(pipe, self.model_label)
+            check = check_sdxl_architecture if self.is_xl else check_sd_architecture
+            check(pipe, self.model_label)
         else:
             pipe = load_sd_pipeline(
                 resolve_model_source(cfg.model),
@@ -136,6 +170,7 @@ class SD15Pipeline(BaseDiffusionPipeline):
                 seed=cfg.seed,
                 height=inference.height,
                 width=inference.width,
+                xl=self.is_xl,
             )
         if cfg.lora:
             fuse_lora(pipe, cfg.lora, cfg.lora_scale, local_files_only=cfg.local_files_only)
@@ -144,20 +179,27 @@ class SD15Pipeline(BaseDiffusionPipeline):
         )
         if cfg.use_tiny_vae and not isinstance(pipe.vae, AutoencoderTiny):
             pipe.vae = load_tiny_vae(
-                cfg.tiny_vae, dtype=self.dtype, local_files_only=cfg.local_files_only
+                self._taesd_spec(), dtype=self.dtype, local_files_only=cfg.local_files_only
             )
+        # a full vae that overflows in half precision (SDXL's) decodes in float32
+        upcast = self.dtype == torch.float16 and bool(
+            getattr(pipe.vae.config, "force_upcast", False)
+        )
+        self._vae_dtype = torch.float32 if upcast else self.dtype
+        modules = [(pipe.unet, self.dtype), (pipe.vae, self._vae_dtype)]
+        modules += [(encoder, self.dtype) for encoder in text_encoders(pipe)]
         try:
             pipe.to(self.device)
-            for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+            for module, dtype in modules:
                 # cast only what differs: loaders already honour torch_dtype, and diffusers
                 # warns on every dtype cast
-                if module.dtype != self.dtype:
-                    module.to(dtype=self.dtype)
+                if module.dtype != dtype:
+                    module.to(dtype=dtype)
         except (RuntimeError, TypeError) as exc:
             raise ModelError(
                 f"model {self.model_label}: cannot move to {self.device} as {self.dtype} ({exc})"
             ) from exc
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        for module, _ in modules:
             module.eval().requires_grad_(False)
         if cfg.channels_last:
             pipe.unet.to(memory_format=torch.channels_last)
@@ -173,6 +215,14 @@ class SD15Pipeline(BaseDiffusionPipeline):
             self.dtype,
             type(pipe.scheduler).__name__,
         )
+
+    # the sdxl kind sets this; it changes what load_model reads and checks
+    is_xl = False
+
+    def _taesd_spec(self) -> str:
+        """The TAESD to decode with: the configured one (``taesdxl`` for SDXL by default)."""
+        spec = self.diffusion_config.tiny_vae
+        return "madebyollin/taesdxl" if self.is_xl and spec == DEFAULT_TAESD else spec
 
     def _setup_fast_path(self) -> None:
         cfg = self.diffusion_config
@@ -205,23 +255,9 @@ class SD15Pipeline(BaseDiffusionPipeline):
 
     # prompts and shapes
 
-    def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not texts:
-            raise RenderError("encode_prompt: no prompt given")
-        pipe = self.pipe
-        limit = min(
-            int(pipe.tokenizer.model_max_length),
-            int(pipe.text_encoder.config.max_position_embeddings),
-        )
-        tokens = pipe.tokenizer(
-            texts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
-        )
-        with torch.inference_mode():
-            ids = tokens.input_ids.to(self.device)
-            return pipe.text_encoder(ids)[0].to(self.dtype)
-
     def get_latent_shape(self) -> tuple[int, int, int, int]:
+        """``(1, C, H // f, W // f)``: the unet's latent channels, ``f`` the VAE's scale factor
+        (8 for SD and SDXL: 1024x1024 SDXL frames have 128x128 latents)."""
         pipe = self.pipe
         factor = int(pipe.vae_scale_factor)
         inference = self.inference_config
@@ -234,6 +270,11 @@ class SD15Pipeline(BaseDiffusionPipeline):
 
     def supports_pooled_embeds(self) -> bool:
         return False
+
+    def set_negative_prompt(self, text: str) -> None:
+        if text != self.negative_prompt:
+            self.negative_prompt = text
+            self._uncond = None  # encoded again at the next guided frame
 
     def step_schedule(self, strength: float = 1.0) -> StepSchedule:
         steps = self.inference_config.num_inference_steps
@@ -253,7 +294,7 @@ class SD15Pipeline(BaseDiffusionPipeline):
     def render(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
@@ -265,7 +306,7 @@ class SD15Pipeline(BaseDiffusionPipeline):
     def launch(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
@@ -288,17 +329,15 @@ class SD15Pipeline(BaseDiffusionPipeline):
     def denoise(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         *,
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        latents, embeds, table, init, uncond, guidance = self._step_inputs(
-            latents, prompt_embeds, strength, init_latents
-        )
-        schedule = StepSchedule(table, self._prediction)
+        latents, init, cond = self._inputs(latents, prompt_embeds, strength, init_latents)
+        schedule = self.step_schedule(strength if init is not None else 1.0)
         with torch.inference_mode():
-            return self._denoise_steps(latents, embeds, schedule, init, uncond, guidance)
+            return self._denoise_steps(latents, schedule, init, cond)
 
     def decode(self, latents: torch.Tensor) -> Frames:
         return self.launch_decode(latents).wait()
@@ -328,7 +367,7 @@ class SD15Pipeline(BaseDiffusionPipeline):
             )
         with torch.inference_mode():
             pixels = torch.from_numpy(np.ascontiguousarray(array[..., :3])).to(self.device)
-            pixels = pixels.permute(0, 3, 1, 2).to(self.dtype) / 127.5 - 1.0
+            pixels = pixels.permute(0, 3, 1, 2).to(self._vae_dtype) / 127.5 - 1.0
             encoded = pipe.vae.encode(pixels)
             raw = encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
             config = pipe.vae.config
@@ -339,16 +378,16 @@ class SD15Pipeline(BaseDiffusionPipeline):
         self,
         samples: torch.Tensor,
         step_indices: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         schedule: StepSchedule,
     ) -> torch.Tensor:
         self.load_model()
-        uncond, guidance = self._guidance()
+        batch = samples.shape[0]
+        cond = self._unet_inputs(self._check_conditioning(prompt_embeds, batch), batch)
         with torch.inference_mode():
             samples = samples.to(self.device, torch.float32)
             indices = step_indices.to(self.device)
-            embeds = prompt_embeds.to(self.device, self.dtype)
-            output = self._unet(samples, schedule.timestep(indices), embeds, uncond, guidance)
+            output = self._unet(samples, schedule.timestep(indices), cond)
             return schedule.clean(samples, output, indices)
 
     # the per-frame tensor functions (no host synchronisation: graph- and compile-safe)
@@ -356,59 +395,61 @@ class SD15Pipeline(BaseDiffusionPipeline):
     def _frame(
         self,
         latents: torch.Tensor,
-        embeds: torch.Tensor,
         table: torch.Tensor,
         init: torch.Tensor | None,
+        embeds: torch.Tensor,
+        pooled: torch.Tensor | None,
         uncond: torch.Tensor | None,
+        uncond_pooled: torch.Tensor | None,
         guidance: torch.Tensor | None,
+        time_ids: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         schedule = StepSchedule(table, self._prediction)
-        x0 = self._denoise_steps(latents, embeds, schedule, init, uncond, guidance)
+        cond = UnetInputs(embeds, pooled, uncond, uncond_pooled, guidance, time_ids)
+        x0 = self._denoise_steps(latents, schedule, init, cond)
         rgba, finite = self._to_rgba(x0)
         return x0, rgba, finite
 
     def _denoise_steps(
         self,
         noise: torch.Tensor,
-        embeds: torch.Tensor,
         schedule: StepSchedule,
         init: torch.Tensor | None,
-        uncond: torch.Tensor | None,
-        guidance: torch.Tensor | None,
+        cond: UnetInputs,
     ) -> torch.Tensor:
         sample = schedule.start(noise, init)
         x0 = sample
         for step in range(schedule.steps):
-            output = self._unet(sample, schedule.timestep(step), embeds, uncond, guidance)
+            output = self._unet(sample, schedule.timestep(step), cond)
             x0 = schedule.clean(sample, output, step)
             if step + 1 < schedule.steps:
                 # re-noised with the frame's own noise, so a frame is a function of its latent
                 sample = schedule.renoise(x0, noise, step + 1)
         return x0
 
-    def _unet(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor,
-        embeds: torch.Tensor,
-        uncond: torch.Tensor | None,
-        guidance: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def _unet(self, sample: torch.Tensor, timestep: torch.Tensor, cond: UnetInputs) -> torch.Tensor:
         batch = sample.shape[0]
+        embeds, pooled, time_ids = cond.embeds, cond.pooled, cond.time_ids
         if embeds.shape[0] != batch:
             embeds = embeds.expand(batch, -1, -1)
+        if pooled is not None and pooled.shape[0] != batch:
+            pooled = pooled.expand(batch, -1)
         model_input = sample.to(self.dtype)
-        if uncond is not None:
+        uncond, guidance = cond.uncond, cond.guidance
+        if uncond is not None and guidance is not None:
             model_input = torch.cat([model_input, model_input])
             embeds = torch.cat([uncond.expand(batch, -1, -1), embeds])
+            if pooled is not None and cond.uncond_pooled is not None:
+                pooled = torch.cat([cond.uncond_pooled.expand(batch, -1), pooled])
             if timestep.ndim:
                 timestep = torch.cat([timestep, timestep])
+        if time_ids is not None:
+            time_ids = time_ids.expand(model_input.shape[0], -1)
+        extra = () if pooled is None or time_ids is None else (pooled, time_ids)
         if self._traced_unet is not None:
-            output = self._traced_unet(model_input, timestep, embeds).float()
+            output = self._traced_unet(model_input, timestep, embeds, *extra).float()
         else:
-            output = self._pipe.unet(
-                model_input, timestep, encoder_hidden_states=embeds, return_dict=False
-            )[0].float()
+            output = UnetCall.call(self._pipe.unet, model_input, timestep, embeds, *extra).float()
         if uncond is None or guidance is None:
             return output
         unconditional, conditional = output.chunk(2)
@@ -419,7 +460,7 @@ class SD15Pipeline(BaseDiffusionPipeline):
         (checked before the conversion, which would turn NaN into arbitrary bytes)."""
         vae = self._pipe.vae
         shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
-        scaled = (latents / float(vae.config.scaling_factor) + shift).to(self.dtype)
+        scaled = (latents / float(vae.config.scaling_factor) + shift).to(self._vae_dtype)
         if self.device.type == "cpu" and scaled.shape[0] > 1:
             # on the cpu one frame's full-size activations stay in cache, a batch's do not:
             # decoding frame by frame is faster (the unet still gets the whole batch)
@@ -436,23 +477,22 @@ class SD15Pipeline(BaseDiffusionPipeline):
     def _step_inputs(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         strength: float,
         init_latents: torch.Tensor | None,
     ) -> StepArgs:
         """The per-frame step's arguments (see :meth:`_frame`), checked and on the device."""
-        latents, embeds, init = self._inputs(latents, prompt_embeds, strength, init_latents)
+        latents, init, cond = self._inputs(latents, prompt_embeds, strength, init_latents)
         schedule = self.step_schedule(strength if init is not None else 1.0)
-        uncond, guidance = self._guidance()
-        return latents, embeds, schedule.table, init, uncond, guidance
+        return (latents, schedule.table, init, *cond.tensors())
 
     def _inputs(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         strength: float,
         init_latents: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, UnetInputs]:
         shape = self.get_latent_shape()
         if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
             raise RenderError(
@@ -460,16 +500,7 @@ class SD15Pipeline(BaseDiffusionPipeline):
                 f"got {tuple(latents.shape)}"
             )
         batch = latents.shape[0]
-        hidden = int(self._pipe.text_encoder.config.hidden_size)
-        if (
-            prompt_embeds.ndim != 3
-            or prompt_embeds.shape[0] not in (1, batch)
-            or prompt_embeds.shape[2] != hidden
-        ):
-            raise RenderError(
-                f"prompt_embeds: expected (1 or {batch}, seq, {hidden}), "
-                f"got {tuple(prompt_embeds.shape)}"
-            )
+        conditioning = self._check_conditioning(prompt_embeds, batch)
         if not 0.0 <= strength <= 1.0:
             raise RenderError(f"strength: {strength} is outside [0, 1]")
         init = None
@@ -481,35 +512,135 @@ class SD15Pipeline(BaseDiffusionPipeline):
                     f"init_latents: expected {tuple(latents.shape)}, got {tuple(init_latents.shape)}"
                 )
             init = init_latents.to(self.device, torch.float32)
-        return (
-            latents.to(self.device, torch.float32),
-            prompt_embeds.to(self.device, self.dtype),
-            init,
+        cond = self._unet_inputs(conditioning, batch)
+        return latents.to(self.device, torch.float32), init, cond
+
+    def _check_conditioning(self, prompt_embeds: Conditioning, batch: int) -> TextConditioning:
+        """Prompt embeddings of the model's width for 1 or ``batch`` frames, on the device.
+        (The sdxl kind also checks the pooled embeddings.)"""
+        if isinstance(prompt_embeds, torch.Tensor) and prompt_embeds.ndim != 3:
+            raise RenderError(
+                f"prompt_embeds: expected (1 or {batch}, seq, {self._text_width()}), "
+                f"got {tuple(prompt_embeds.shape)}"
+            )
+        cond = as_conditioning(prompt_embeds)
+        hidden = self._text_width()
+        if cond.batch not in (1, batch) or cond.embeds.shape[2] != hidden:
+            raise RenderError(
+                f"prompt_embeds: expected (1 or {batch}, seq, {hidden}), "
+                f"got {tuple(cond.embeds.shape)}"
+            )
+        return cond.to(self.device, self.dtype)
+
+    def _text_width(self) -> int:
+        """The width of the prompt embeddings the unet attends to."""
+        return int(self.pipe.unet.config.cross_attention_dim)
+
+    def _unet_inputs(self, cond: TextConditioning, batch: int) -> UnetInputs:
+        """Everything the unet takes besides the sample and timestep (guidance included)."""
+        uncond, guidance = self._guidance()
+        return UnetInputs(
+            cond.embeds,
+            cond.pooled,
+            None if uncond is None else uncond.embeds,
+            None if uncond is None else uncond.pooled,
+            guidance,
+            self._time_ids(),
         )
 
-    def _guidance(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Classifier-free guidance inputs (the empty prompt's embeddings and the scale)."""
+    def _time_ids(self) -> torch.Tensor | None:
+        """SDXL's size conditioning (none for SD 1.x/2.x)."""
+        return None
+
+    def _guidance(self) -> tuple[TextConditioning | None, torch.Tensor | None]:
+        """Classifier-free guidance inputs: the negative prompt's conditioning and the scale.
+
+        The negative prompt is encoded once per change (``negative_encodes`` counts it)."""
         scale = self.inference_config.guidance_scale
         if scale <= 1.0:
             return None, None
-        if self._uncond is None:
-            self._uncond = self.encode_prompt("")
+        if self._uncond is None or self._uncond_text != self.negative_prompt:
+            self._uncond = self._encode_negative(self.negative_prompt)
+            self._uncond_text = self.negative_prompt
+            self.negative_encodes += 1
         return self._uncond, torch.tensor(scale, device=self.device)
+
+    def _encode_negative(self, text: str) -> TextConditioning:
+        """The unconditional input for ``text`` (the sdxl kind zeroes an empty one)."""
+        return as_conditioning(self.encode_prompt(text))
+
+
+class SD15Pipeline(LatentDiffusionPipeline):
+    """An SD 1.x/2.x-layout diffusers model (or the built-in ``tiny``/``tiny-sd2``) as a frame
+    renderer: the ``sd`` kind. Prompt embeddings are plain tensors ``(n, 77, hidden)``."""
+
+    is_xl = False
+
+    def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
+        texts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not texts:
+            raise RenderError("encode_prompt: no prompt given")
+        pipe = self.pipe
+        limit = min(
+            int(pipe.tokenizer.model_max_length),
+            int(pipe.text_encoder.config.max_position_embeddings),
+        )
+        tokens = pipe.tokenizer(
+            texts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            ids = tokens.input_ids.to(self.device)
+            return pipe.text_encoder(ids)[0].to(self.dtype)
+
+
+SDPipeline = SD15Pipeline
+
+
+def text_encoders(pipe: Any) -> list[Any]:
+    """A pipeline's text encoders (one for SD, two for SDXL)."""
+    return [
+        encoder
+        for encoder in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
+        if encoder is not None
+    ]
 
 
 class UnetCall(torch.nn.Module):
-    """A diffusers unet as ``(sample, timestep, embeds) -> noise prediction``: a plain tensor
-    function that :class:`~engine.diffusion.traced.TracedCalls` can record."""
+    """A diffusers unet as ``(sample, timestep, embeds[, pooled, time_ids]) -> noise
+    prediction``: a plain tensor function that :class:`~engine.diffusion.traced.TracedCalls` can
+    record (SDXL's added conditioning as two more tensors)."""
 
     def __init__(self, unet: torch.nn.Module) -> None:
         super().__init__()
         self.unet = unet
 
     def forward(
-        self, sample: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        embeds: torch.Tensor,
+        pooled: torch.Tensor | None = None,
+        time_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        output: torch.Tensor = self.unet(
-            sample, timestep, encoder_hidden_states=embeds, return_dict=False
+        return self.call(self.unet, sample, timestep, embeds, pooled, time_ids)
+
+    @staticmethod
+    def call(
+        unet: Any,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        embeds: torch.Tensor,
+        pooled: torch.Tensor | None = None,
+        time_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The diffusers call itself, with SDXL's ``added_cond_kwargs`` when given."""
+        added = None if pooled is None else {"text_embeds": pooled, "time_ids": time_ids}
+        output: torch.Tensor = unet(
+            sample,
+            timestep,
+            encoder_hidden_states=embeds,
+            added_cond_kwargs=added,
+            return_dict=False,
         )[0]
         return output
 

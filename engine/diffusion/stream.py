@@ -17,7 +17,9 @@ One call, one frame, with the optimisations a live show wants:
   fills the pipeline with the first latent, so it is never empty).
 
 ``stream_config`` is read at every call; :meth:`update_settings` swaps in a validated copy, so
-live changes apply at the next frame.
+live changes apply at the next frame. Prompt embeddings are whatever the model's
+``encode_prompt`` gives (a tensor for SD 1.x/2.x, a ``TextConditioning`` with pooled embeddings
+for SDXL); the similarity filter compares both parts.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ from pydantic import ValidationError
 
 from engine.config import StreamConfig, format_validation_error
 from engine.diffusion.base import BaseDiffusionPipeline, PendingRender
+from engine.diffusion.conditioning import (
+    Conditioning,
+    as_conditioning,
+    conditioning_rows,
+    select_rows,
+)
 from engine.diffusion.host import PendingFrames, PendingImage
 from engine.diffusion.schedule import StepSchedule
 from engine.errors import ConfigError, RenderError
@@ -70,7 +78,7 @@ class StreamDiffusionPipeline:
         self.base = base
         self.stream_config = stream_config
         self._seed = seed
-        self._prompts: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._prompts: OrderedDict[str, Conditioning] = OrderedDict()
         self.prompt_cache_hits = 0
         self.prompt_cache_misses = 0
         self.frames_generated = 0
@@ -88,7 +96,7 @@ class StreamDiffusionPipeline:
         self._prev_latent: torch.Tensor | None = None
         self._prev_clean: torch.Tensor | None = None
         self._prev_frame: PendingImage | None = None
-        self._reference: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._reference: tuple[torch.Tensor, Conditioning] | None = None
         self._stream: _StreamBatch | None = None
         self._skips_in_row = 0
         self._rng = random.Random(self._seed)
@@ -108,8 +116,9 @@ class StreamDiffusionPipeline:
             raise ConfigError(f"stream settings: {format_validation_error(exc)}") from None
         self._trim_prompts()
 
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """The prompt's embeddings ``(1, seq, hidden)``, encoded at most once while cached."""
+    def encode_prompt(self, prompt: str) -> Conditioning:
+        """The prompt's embeddings ``(1, seq, hidden)`` (with pooled ones for SDXL), encoded at
+        most once while cached."""
         cached = self._prompts.get(prompt)
         if cached is not None:
             self.prompt_cache_hits += 1
@@ -127,7 +136,7 @@ class StreamDiffusionPipeline:
     def generate_frame_with_coherence(
         self,
         latent: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         music_energy: float,
         *,
         strength: float | None = None,
@@ -145,7 +154,7 @@ class StreamDiffusionPipeline:
     def launch_frame_with_coherence(
         self,
         latent: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         music_energy: float,
         *,
         strength: float | None = None,
@@ -171,7 +180,7 @@ class StreamDiffusionPipeline:
     def generate_frames_with_coherence(
         self,
         latents: torch.Tensor,
-        prompt_embeds: torch.Tensor,
+        prompt_embeds: Conditioning,
         music_energies: list[float],
         strengths: list[float] | None = None,
     ) -> list[Frame]:
@@ -183,14 +192,15 @@ class StreamDiffusionPipeline:
         one frame per call, each at its own ``strengths[i]`` when given.
         """
         count = latents.shape[0]
+        rows = conditioning_rows(prompt_embeds)
         if (
-            prompt_embeds.shape[0] != count
+            rows != count
             or len(music_energies) != count
             or (strengths is not None and len(strengths) != count)
         ):
             raise RenderError(
                 f"batch of {count} latents needs as many prompt embeddings, energies and "
-                f"strengths, got {prompt_embeds.shape[0]}, {len(music_energies)} and "
+                f"strengths, got {rows}, {len(music_energies)} and "
                 f"{'none' if strengths is None else len(strengths)}"
             )
         cfg = self.stream_config
@@ -203,7 +213,7 @@ class StreamDiffusionPipeline:
             return [
                 self.generate_frame_with_coherence(
                     latents[i : i + 1],
-                    prompt_embeds[i : i + 1],
+                    select_rows(prompt_embeds, slice(i, i + 1)),
                     energy,
                     strength=None if strengths is None else strengths[i],
                 )
@@ -232,13 +242,13 @@ class StreamDiffusionPipeline:
         return latent
 
     def _remember(
-        self, pending: PendingRender, latents: torch.Tensor, embeds: torch.Tensor
+        self, pending: PendingRender, latents: torch.Tensor, embeds: Conditioning
     ) -> PendingFrames:
         """Keep the last launched frame for skipping and feedback; the launch's frames."""
         # the very array the launch hands out, so a skip returns it again
         self._prev_frame = PendingImage(pending.frames)
         self._prev_clean = pending.latents[-1:]
-        self._reference = (latents[-1:], embeds[-1:])
+        self._reference = (latents[-1:], select_rows(embeds, slice(-1, None)))
         self._skips_in_row = 0
         self.last_skipped = False
         self.frames_generated += int(pending.latents.shape[0])
@@ -247,7 +257,7 @@ class StreamDiffusionPipeline:
     # the render paths
 
     def _launch(
-        self, cfg: StreamConfig, latent: torch.Tensor, embeds: torch.Tensor, strength: float | None
+        self, cfg: StreamConfig, latent: torch.Tensor, embeds: Conditioning, strength: float | None
     ) -> PendingRender:
         if cfg.img2img_feedback and self._prev_clean is not None:
             level = cfg.feedback_strength if strength is None else strength
@@ -260,7 +270,7 @@ class StreamDiffusionPipeline:
         return self.base.launch(latent, embeds)
 
     def _stream_step(
-        self, latent: torch.Tensor, embeds: torch.Tensor, schedule: StepSchedule
+        self, latent: torch.Tensor, embeds: Conditioning, schedule: StepSchedule
     ) -> PendingRender:
         stream = self._stream
         if (
@@ -282,7 +292,7 @@ class StreamDiffusionPipeline:
         return PendingRender(self.base.launch_decode(clean), clean)
 
     def _fill_stream(
-        self, latent: torch.Tensor, embeds: torch.Tensor, schedule: StepSchedule
+        self, latent: torch.Tensor, embeds: Conditioning, schedule: StepSchedule
     ) -> _StreamBatch:
         """In-flight latents as if ``latent`` had been fed for the last ``steps - 1`` frames."""
         samples = []
@@ -300,14 +310,14 @@ class StreamDiffusionPipeline:
     # the similarity filter
 
     def _skip(
-        self, cfg: StreamConfig, latent: torch.Tensor, embeds: torch.Tensor, energy: float
+        self, cfg: StreamConfig, latent: torch.Tensor, embeds: Conditioning, energy: float
     ) -> bool:
         if not cfg.enable_similarity_filter or self._prev_frame is None or self._reference is None:
             return False
         if self._skips_in_row >= cfg.similarity_max_skip:
             return False
         ref_latent, ref_embeds = self._reference
-        similarity = min(_cosine(latent, ref_latent), _cosine(embeds, ref_embeds))
+        similarity = min(_cosine(latent, ref_latent), _conditioning_cosine(embeds, ref_embeds))
         threshold = cfg.similarity_threshold
         if similarity < threshold:
             return False
@@ -336,6 +346,19 @@ def _energy(value: float) -> float:
     if not math.isfinite(energy):
         raise RenderError(f"music_energy: {value!r} is not a finite number")
     return min(max(energy, 0.0), 1.0)
+
+
+def _conditioning_cosine(a: Conditioning, b: Conditioning) -> float:
+    """The lower of the token and pooled embeddings' similarities (pooled: SDXL only)."""
+    if a is b:
+        return 1.0
+    first, second = as_conditioning(a), as_conditioning(b)
+    similarity = _cosine(first.embeds, second.embeds)
+    if first.pooled is not None and second.pooled is not None:
+        similarity = min(similarity, _cosine(first.pooled, second.pooled))
+    elif (first.pooled is None) != (second.pooled is None):
+        return 0.0
+    return similarity
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:

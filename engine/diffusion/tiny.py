@@ -1,22 +1,50 @@
-"""The built-in ``tiny`` model: a Stable-Diffusion-shaped pipeline with random weights.
+"""The built-in tiny models: Stable-Diffusion-shaped pipelines with random weights.
 
-Everything is built from config with a fixed seed, nothing is downloaded: a small
-``UNet2DConditionModel``, a TAESD-shaped ``AutoencoderTiny`` (or a small ``AutoencoderKL``), a
-2-layer ``CLIPTextModel`` and a WordPiece tokenizer whose vocabulary is made in code. The
-weights are untrained, so the images are abstract textures, not pictures of the prompt; every
-label a user meets says so (:data:`TINY_LABEL`). It exists to exercise every code path offline
-and to make the CPU tests and the offline demo fast.
+Everything is built from config with a fixed seed, nothing is downloaded. Three shapes, one per
+family the engine runs:
+
+- ``tiny`` (SD 1.x-shaped): a small ``UNet2DConditionModel``, a 2-layer ``CLIPTextModel`` and a
+  WordPiece tokenizer whose vocabulary is made in code; epsilon prediction.
+- ``tiny-sd2`` (SD 2.x-shaped): linear attention projections, a wider OpenCLIP-style text
+  encoder (GELU), CLIP's real tokenizer padding with ``!`` and v-prediction.
+- ``tiny-sdxl`` (SDXL-shaped): two text encoders (the second with a projection: pooled
+  embeddings), a unet with ``addition_embed_type="text_time"`` (pooled embeddings and
+  ``add_time_ids``), CLIP's real tokenizers, ``force_zeros_for_empty_prompt``.
+
+They decode with the linear latent-to-RGB preview (:mod:`engine.diffusion.preview`), so a latent
+walk shows as moving colour fields, or (``vae="kl"``) with a small random ``AutoencoderKL`` that
+exercises the full-VAE paths and the single-file layout. The weights are untrained, so the images
+are abstract, not pictures of the prompt; every label a user meets says so (:func:`tiny_label`).
+They exist to exercise every code path offline and to make the CPU tests and the demo fast.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
+from engine.diffusion.clip_tokenizer import CLIP_VOCAB_SIZE, OPENCLIP_PAD, clip_tokenizer
+from engine.diffusion.preview import (
+    SD_LATENT_RGB,
+    SD_LATENT_RGB_BIAS,
+    SDXL_LATENT_RGB,
+    SDXL_LATENT_RGB_BIAS,
+    preview_autoencoder,
+)
+
 TINY_MODEL = "tiny"
+TINY_SD2_MODEL = "tiny-sd2"
+TINY_SDXL_MODEL = "tiny-sdxl"
 TINY_LABEL = "tiny (built-in, untrained random weights)"
+TINY_LABELS: dict[str, str] = {
+    TINY_MODEL: TINY_LABEL,
+    TINY_SD2_MODEL: "tiny-sd2 (built-in SD 2.x-shaped, v-prediction, untrained random weights)",
+    TINY_SDXL_MODEL: "tiny-sdxl (built-in SDXL-shaped, untrained random weights)",
+}
+TINY_MODELS: tuple[str, ...] = tuple(TINY_LABELS)
 
 # the text encoder's width; the unet attends to it
 TINY_HIDDEN = 32
@@ -38,8 +66,29 @@ _SPECIALS = ("<|pad|>", "<|unk|>", "<|startoftext|>", "<|endoftext|>")
 _CHARS = string.ascii_lowercase + string.digits + string.punctuation
 
 VaeKind = Literal["tiny", "kl"]
-# the decoder's output spread, in the vae's [-1, 1] image space: visible texture, no clipping
+# the kl decoder's output spread, in the vae's [-1, 1] image space: visible texture, no clipping
 _TARGET_STD = 0.45
+# the spread of the clean latents the untrained unets predict in one step (measured: about 19
+# for the epsilon models, whose clean latent is mostly rescaled noise, 0.8 for v-prediction):
+# the preview decoder divides by it before its soft clamp
+_EPSILON_SPREAD = 18.0
+_V_SPREAD = 1.0
+# how much louder than variance-preserving the cross attention speaks (see _unet)
+_PROMPT_GAIN = 8.0
+# the sdxl-shaped unet's time-id embedding width (real sdxl: 256)
+TINY_TIME_EMBED_DIM = 8
+# the sdxl-shaped model's second (pooled) text encoder's width
+TINY_XL_HIDDEN_2 = 48
+
+
+def is_tiny_model(name: str) -> bool:
+    """Whether ``name`` is one of the built-in tiny models."""
+    return name in TINY_LABELS
+
+
+def tiny_label(name: str) -> str:
+    """What users are told a built-in model is (always says untrained)."""
+    return TINY_LABELS[name]
 
 
 def tiny_vocabulary() -> dict[str, int]:
@@ -81,54 +130,19 @@ def build_tiny_tokenizer() -> Any:
 def build_tiny_components(
     seed: int = 0, sample_size: int = 32, *, vae: VaeKind = "tiny"
 ) -> dict[str, Any]:
-    """The tiny model's components, keyed as ``StableDiffusionPipeline`` expects them.
+    """The ``tiny`` model's components, keyed as ``StableDiffusionPipeline`` expects them.
 
-    ``sample_size`` is the latent size the unet advertises (height // 8); ``vae`` picks a
-    TAESD-shaped ``AutoencoderTiny`` (the default) or a small ``AutoencoderKL`` (to exercise the
-    full-VAE code paths). Same seed, same weights, on any machine.
+    ``sample_size`` is the latent size the unet advertises (height // 8); ``vae`` picks the
+    linear preview decoder (the default) or a small ``AutoencoderKL`` (to exercise the full-VAE
+    code paths). Same seed, same weights, on any machine.
     """
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = build_tiny_tokenizer()
     vocab = tokenizer.get_vocab()
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        # diffusers' models are untyped for mypy: Any keeps the calls below checkable
-        unet: Any = UNet2DConditionModel(
-            sample_size=sample_size,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=TINY_HIDDEN,
-            attention_head_dim=8,
-            norm_num_groups=32,
-        )
-        autoencoder: Any
-        if vae == "tiny":
-            autoencoder = AutoencoderTiny(
-                encoder_block_out_channels=(16, 16, 16, 16),
-                decoder_block_out_channels=(16, 16, 16, 16),
-                num_encoder_blocks=(1, 1, 1, 1),
-                num_decoder_blocks=(1, 1, 1, 1),
-            )
-        else:
-            autoencoder = AutoencoderKL(
-                block_out_channels=(16, 16, 16, 16),
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4,
-                latent_channels=4,
-                layers_per_block=1,
-                norm_num_groups=16,
-                sample_size=sample_size * 8,
-            )
-        _variance_preserving_init(unet)
-        _variance_preserving_init(autoencoder.decoder)
-        text_encoder: Any = CLIPTextModel(
+
+    def text() -> dict[str, Any]:
+        encoder = CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=len(vocab),
                 hidden_size=TINY_HIDDEN,
@@ -142,34 +156,209 @@ def build_tiny_components(
                 pad_token_id=vocab["<|pad|>"],
             )
         )
-    finally:
-        # building must not disturb the caller's global random stream
-        torch.random.set_rng_state(generator_state)
-    scheduler = few_step_scheduler()
-    for module in (unet, autoencoder, text_encoder):
-        module.eval().requires_grad_(False)
-    _calibrate_decoder(autoencoder, seed)
-    return {
-        "unet": unet,
-        "vae": autoencoder,
-        "text_encoder": text_encoder,
-        "tokenizer": tokenizer,
-        "scheduler": scheduler,
-    }
+        return {"text_encoder": encoder}
+
+    components = _seeded(seed, lambda: {**_unet(sample_size), **text(), **_vae(vae, sample_size)})
+    return _finish(components, seed, vae, sd_latents=True, tokenizer=tokenizer)
+
+
+def build_tiny_sd2_components(
+    seed: int = 0, sample_size: int = 32, *, vae: VaeKind = "tiny"
+) -> dict[str, Any]:
+    """``tiny-sd2``'s components: SD 2.x's shape (see the module docstring), v-prediction."""
+
+    def text() -> dict[str, Any]:
+        return {"text_encoder": _clip_text(48, act="gelu")}
+
+    components = _seeded(
+        seed,
+        lambda: {
+            **_unet(sample_size, cross_attention_dim=48, linear=True),
+            **text(),
+            **_vae(vae, sample_size),
+        },
+    )
+    return _finish(
+        components,
+        seed,
+        vae,
+        sd_latents=True,
+        tokenizer=clip_tokenizer(OPENCLIP_PAD),
+        prediction="v_prediction",
+    )
+
+
+def build_tiny_sdxl_components(
+    seed: int = 0, sample_size: int = 32, *, vae: VaeKind = "tiny"
+) -> dict[str, Any]:
+    """``tiny-sdxl``'s components, keyed as ``StableDiffusionXLPipeline`` expects them."""
+    from transformers import CLIPTextModelWithProjection
+
+    def text() -> dict[str, Any]:
+        return {
+            "text_encoder": _clip_text(TINY_HIDDEN, act="quick_gelu"),
+            # wider than the first, as in SDXL (768 and 1280): the single-file layout tells the
+            # two encoders apart by width
+            "text_encoder_2": _clip_text(
+                TINY_XL_HIDDEN_2, act="gelu", model=CLIPTextModelWithProjection
+            ),
+        }
+
+    def build() -> dict[str, Any]:
+        unet = _unet(
+            sample_size,
+            cross_attention_dim=TINY_HIDDEN + TINY_XL_HIDDEN_2,
+            linear=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=TINY_TIME_EMBED_DIM,
+            projection_class_embeddings_input_dim=6 * TINY_TIME_EMBED_DIM + TINY_XL_HIDDEN_2,
+            transformer_layers_per_block=(1, 2),
+        )
+        return {**unet, **text(), **_vae(vae, sample_size)}
+
+    components = _finish(
+        _seeded(seed, build), seed, vae, sd_latents=False, tokenizer=clip_tokenizer()
+    )
+    components["tokenizer_2"] = clip_tokenizer(OPENCLIP_PAD)
+    return components
 
 
 def build_tiny_pipeline(
-    seed: int = 0, height: int = 256, width: int = 256, *, vae: VaeKind = "tiny"
+    seed: int = 0,
+    height: int = 256,
+    width: int = 256,
+    *,
+    vae: VaeKind = "tiny",
+    name: str = TINY_MODEL,
 ) -> Any:
-    """A diffusers ``StableDiffusionPipeline`` over :func:`build_tiny_components`.
+    """The diffusers pipeline of the built-in model ``name`` (``tiny``, ``tiny-sd2``,
+    ``tiny-sdxl``): a ``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``.
 
     Plain diffusers, so it can be called, saved with ``save_pretrained`` and loaded back through
     the engine's real loading path.
     """
-    return assemble_pipeline(build_tiny_components(seed, max(height, width) // 8, vae=vae))
+    builders = {
+        TINY_MODEL: build_tiny_components,
+        TINY_SD2_MODEL: build_tiny_sd2_components,
+        TINY_SDXL_MODEL: build_tiny_sdxl_components,
+    }
+    if name not in builders:
+        raise ValueError(f"no built-in model {name!r} ({', '.join(builders)})")
+    components = builders[name](seed, max(height, width) // 8, vae=vae)
+    if name == TINY_SDXL_MODEL:
+        return assemble_xl_pipeline(components)
+    return assemble_pipeline(components)
 
 
-def few_step_scheduler() -> Any:
+def _seeded(seed: int, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Build under a fixed seed without disturbing the caller's global random stream."""
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return build()
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def _unet(
+    sample_size: int, *, cross_attention_dim: int = TINY_HIDDEN, linear: bool = False, **extra: Any
+) -> dict[str, Any]:
+    from diffusers import UNet2DConditionModel
+
+    # diffusers' models are untyped for mypy: Any keeps the calls below checkable
+    unet: Any = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=(2, 4) if linear else 8,
+        use_linear_projection=linear,
+        norm_num_groups=32,
+        **extra,
+    )
+    _variance_preserving_init(unet)
+    # untrained cross attention averages 77 mostly-padding tokens, which dilutes the prompt to
+    # nearly nothing: a larger output projection lets the prompt (and the chroma blend) show
+    with torch.no_grad():
+        for name, module in unet.named_modules():
+            if name.endswith("attn2.to_out.0"):
+                module.weight.mul_(_PROMPT_GAIN)
+    return {"unet": unet}
+
+
+def _clip_text(hidden: int, *, act: str, model: Any = None) -> Any:
+    """A 2-layer CLIP text encoder over CLIP's real 49 408-token vocabulary."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=hidden,
+        hidden_act=act,
+        max_position_embeddings=TINY_MAX_TOKENS,
+        bos_token_id=CLIP_VOCAB_SIZE - 2,
+        eos_token_id=CLIP_VOCAB_SIZE - 1,
+        pad_token_id=0,
+    )
+    return (model or CLIPTextModel)(config)
+
+
+def _vae(kind: VaeKind, sample_size: int) -> dict[str, Any]:
+    if kind == "tiny":
+        return {}  # the preview decoder is fixed, not random: made in _finish
+    from diffusers import AutoencoderKL
+
+    autoencoder: Any = AutoencoderKL(
+        block_out_channels=(16, 16, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=16,
+        sample_size=sample_size * 8,
+    )
+    _variance_preserving_init(autoencoder.decoder)
+    return {"vae": autoencoder}
+
+
+def _finish(
+    components: dict[str, Any],
+    seed: int,
+    vae: VaeKind,
+    *,
+    sd_latents: bool,
+    tokenizer: Any,
+    prediction: str = "epsilon",
+) -> dict[str, Any]:
+    if vae == "tiny":
+        factors, bias = (
+            (SD_LATENT_RGB, SD_LATENT_RGB_BIAS)
+            if sd_latents
+            else (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS)
+        )
+        # the encoder half is random: seed it like the rest
+        spread = _V_SPREAD if prediction == "v_prediction" else _EPSILON_SPREAD
+        components["vae"] = _seeded(
+            seed, lambda: {"vae": preview_autoencoder(factors, bias, latent_spread=spread)}
+        )["vae"]
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if name in components:
+            components[name].eval().requires_grad_(False)
+    if vae == "kl":
+        _calibrate_decoder(components["vae"], seed)
+    components["tokenizer"] = tokenizer
+    components["scheduler"] = few_step_scheduler(prediction)
+    return components
+
+
+def few_step_scheduler(prediction: str = "epsilon") -> Any:
     """SD's noise schedule sampled sd-turbo's way: Euler ancestral from the last timestep."""
     from diffusers import EulerAncestralDiscreteScheduler
 
@@ -179,6 +368,7 @@ def few_step_scheduler() -> Any:
         beta_schedule="scaled_linear",
         timestep_spacing="trailing",
         steps_offset=1,
+        prediction_type=prediction,
     )
 
 
@@ -191,6 +381,15 @@ def assemble_pipeline(components: dict[str, Any]) -> Any:
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+def assemble_xl_pipeline(components: dict[str, Any]) -> Any:
+    """A ``StableDiffusionXLPipeline`` of unet, vae, both text encoders and tokenizers, scheduler."""
+    from diffusers import StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline(
+        **components, force_zeros_for_empty_prompt=True, add_watermarker=False
     )
 
 

@@ -9,12 +9,15 @@ frame starts at its own ``p``), and the embeddings are mixed as::
     out = (1 - chroma_weight) * base + chroma_weight * sum_k w_k * chroma_k
 
 A silent frame (all chroma 0) has no pitch: the weights hold their previous value (uniform
-before any sound). The offline form (:meth:`PromptInterpolator.interpolate_prompts`) runs the
+before any sound). SDXL's conditioning (:class:`~engine.diffusion.conditioning.TextConditioning`)
+blends its token embeddings and its pooled embeddings with the very same weights. The offline form (:meth:`PromptInterpolator.interpolate_prompts`) runs the
 very same smoother over the song that the live form (:meth:`PromptInterpolator.blend_for_state`)
 runs frame by frame, so both give the same embeddings.
 """
 
 from __future__ import annotations
+
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +25,7 @@ import torch
 
 from engine.audio.types import AudioFeatures, MusicState
 from engine.config import PromptConfig
+from engine.diffusion.conditioning import Conditioning, TextConditioning, as_conditioning
 from engine.errors import ControlError, RenderError
 
 Weights = npt.NDArray[np.float64]
@@ -120,6 +124,7 @@ class PromptInterpolator:
 
     # -- embeddings ---------------------------------------------------------------------------
 
+    @overload
     def interpolate_prompts(
         self,
         features: AudioFeatures,
@@ -127,7 +132,26 @@ class PromptInterpolator:
         chroma_embeds: torch.Tensor,
         *,
         chroma_weight: float | None = None,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor: ...
+
+    @overload
+    def interpolate_prompts(
+        self,
+        features: AudioFeatures,
+        base_embeds: TextConditioning,
+        chroma_embeds: TextConditioning,
+        *,
+        chroma_weight: float | None = None,
+    ) -> TextConditioning: ...
+
+    def interpolate_prompts(
+        self,
+        features: AudioFeatures,
+        base_embeds: Conditioning,
+        chroma_embeds: Conditioning,
+        *,
+        chroma_weight: float | None = None,
+    ) -> Conditioning:
         """Every frame's blended embeddings ``(num_frames, seq, hidden)``.
 
         ``base_embeds`` is ``(1, seq, hidden)`` or ``(seq, hidden)``, ``chroma_embeds``
@@ -138,11 +162,11 @@ class PromptInterpolator:
     def blend_for_state(
         self,
         state: MusicState,
-        base_embeds: torch.Tensor,
-        chroma_embeds: torch.Tensor,
+        base_embeds: Conditioning,
+        chroma_embeds: Conditioning,
         *,
         chroma_weight: float | None = None,
-    ) -> torch.Tensor:
+    ) -> Conditioning:
         """One frame's blended embeddings ``(1, seq, hidden)``, advancing the live smoothing."""
         weights = self.weights_for_state(state)
         return self.blend(weights[None, :], base_embeds, chroma_embeds, chroma_weight)
@@ -150,11 +174,33 @@ class PromptInterpolator:
     def blend(
         self,
         weights: npt.ArrayLike,
+        base_embeds: Conditioning,
+        chroma_embeds: Conditioning,
+        chroma_weight: float | None = None,
+    ) -> Conditioning:
+        """Mix embeddings with given pitch-class weights ``(m, 12)``: ``(m, seq, hidden)`` (a
+        ``TextConditioning`` when given ones: pooled embeddings mixed by the same weights)."""
+        if isinstance(base_embeds, torch.Tensor) and isinstance(chroma_embeds, torch.Tensor):
+            return self._blend_tensors(weights, base_embeds, chroma_embeds, chroma_weight)
+        base, chroma = as_conditioning(base_embeds), as_conditioning(chroma_embeds)
+        embeds = self._blend_tensors(weights, base.embeds, chroma.embeds, chroma_weight)
+        if base.pooled is None and chroma.pooled is None:
+            return TextConditioning(embeds)
+        if base.pooled is None or chroma.pooled is None:
+            raise RenderError("prompt blend: both base and chroma embeddings need pooled ones")
+        # pooled rows as one-token sequences, through the same mix
+        pooled = self._blend_tensors(
+            weights, base.pooled[:, None, :], chroma.pooled[:, None, :], chroma_weight
+        )
+        return TextConditioning(embeds, pooled[:, 0, :])
+
+    def _blend_tensors(
+        self,
+        weights: npt.ArrayLike,
         base_embeds: torch.Tensor,
         chroma_embeds: torch.Tensor,
-        chroma_weight: float | None = None,
+        chroma_weight: float | None,
     ) -> torch.Tensor:
-        """Mix embeddings with given pitch-class weights ``(m, 12)``: ``(m, seq, hidden)``."""
         share = self.config.chroma_weight if chroma_weight is None else float(chroma_weight)
         if not 0.0 <= share <= 1.0:
             raise ControlError(f"prompt: chroma_weight must be within 0..1, got {chroma_weight}")

@@ -10,6 +10,7 @@ import torch
 
 from engine.config import InferenceConfig
 from engine.diffusion.sd15 import SD15Pipeline
+from engine.diffusion.sdxl import SDXLPipeline
 from engine.diffusion.tiny import build_tiny_pipeline
 from tests.engine.diffusion.support import SEED, SIZE, tiny_configs
 
@@ -27,6 +28,23 @@ def tiny(tiny_session: SD15Pipeline) -> Iterator[SD15Pipeline]:
     saved = tiny_session.inference_config.model_dump()
     yield tiny_session
     tiny_session.inference_config = InferenceConfig.model_validate(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_xl_session() -> SDXLPipeline:
+    pipeline = SDXLPipeline(*tiny_configs(model="tiny-sdxl"))
+    pipeline.load_model()
+    return pipeline
+
+
+@pytest.fixture
+def tiny_xl(tiny_xl_session: SDXLPipeline) -> Iterator[SDXLPipeline]:
+    """The session's tiny SDXL pipeline; inference settings and the negative prompt a test
+    changes are put back after it."""
+    saved = tiny_xl_session.inference_config.model_dump()
+    yield tiny_xl_session
+    tiny_xl_session.inference_config = InferenceConfig.model_validate(saved)
+    tiny_xl_session.set_negative_prompt("")
 
 
 @pytest.fixture

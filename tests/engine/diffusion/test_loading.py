@@ -122,22 +122,6 @@ def test_an_unknown_hub_id_offline_says_how_to_fix_it() -> None:
     assert "offline" in message and "--model PATH" in message and "--model tiny" in message
 
 
-@pytest.mark.usefixtures("offline")
-def test_a_single_file_checkpoint_offline_explains_the_config_it_needs(tmp_path: Path) -> None:
-    # an sd-1.x-looking checkpoint: diffusers needs the family's configs from the hub cache to
-    # read any single file, so offline with an empty cache it must fail clearly (a tiny
-    # checkpoint cannot load through from_single_file offline for the same reason)
-    from safetensors.torch import save_file
-
-    checkpoint = tmp_path / "sd15-like.safetensors"
-    save_file(
-        {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3)}, checkpoint
-    )
-    with pytest.raises(ModelError, match=re.escape("sd15-like.safetensors")) as caught:
-        load(checkpoint)
-    assert "convert" in str(caught.value)
-
-
 def test_taesd_replaces_a_full_vae_from_a_local_folder(tmp_path: Path, noise: Noise) -> None:
     kl_model = tmp_path / "kl-model"
     build_tiny_pipeline(SEED, SIZE, SIZE, vae="kl").save_pretrained(kl_model)

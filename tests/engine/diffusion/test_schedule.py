@@ -31,6 +31,14 @@ CPU = torch.device("cpu")
         ("auto", "runwayml/stable-diffusion-v1-5", "latent-consistency/lcm-lora-sdv1-5", "lcm"),
         ("auto", "my-model", "ByteDance/Hyper-SD/Hyper-SD15-1step-lora.safetensors", "tcd"),
         ("auto", "/models/dreamshaper", None, None),
+        ("auto", "stabilityai/sdxl-turbo", None, "euler_ancestral"),
+        (
+            "auto",
+            "sdxl-base",
+            "ByteDance/SDXL-Lightning/sdxl_lightning_2step_lora.safetensors",
+            "euler_ancestral",
+        ),
+        ("auto", "sdxl-base", "ByteDance/Hyper-SD/Hyper-SDXL-1step-lora.safetensors", "tcd"),
         ("lcm", "stabilityai/sd-turbo", None, "lcm"),
     ],
 )
