@@ -46,3 +46,31 @@ class RunOptions(BaseModel):
         for spec in value:
             parse_host_port(spec)
         return value
+
+
+class RenderOptions(BaseModel):
+    """What `hamba render` does beyond the engine's configuration (flags, or a [render] table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: str | None = Field(
+        None, description="render on a Ray cluster: local, auto or ray://HOST:PORT"
+    )
+    workers: int | None = Field(
+        None, ge=1, description="at most this many workers (default: one per GPU or CPU slot)"
+    )
+    chunk_seconds: float = Field(
+        10.0, gt=0, description="songs longer than this render in chunks of about this length"
+    )
+    warmup_frames: int | None = Field(
+        None,
+        ge=0,
+        description="frames each chunk renders and drops first (default: from the stream settings)",
+    )
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        from bridge.cluster.session import check_cluster_spec
+
+        return None if value is None else check_cluster_spec(value)

@@ -20,6 +20,7 @@ from engine.config import PipelineConfig, preset_values
 from engine.controls import ControlStore
 from engine.diffusion.base import create_pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
+from engine.errors import RenderError
 from engine.frame import Frame
 from engine.latent.generator import LatentGenerator
 from engine.profiling.profiler import configure_profiler, get_profiler
@@ -152,7 +153,11 @@ class Conductor:
         else:
             with get_profiler().profile("generate"):
                 image = self.stream.generate_frame_with_coherence(
-                    request.latent, request.prompt_embeds, request.energy, strength=request.strength
+                    request.latent,
+                    request.prompt_embeds,
+                    request.energy,
+                    strength=request.strength,
+                    frame_index=request.index,
                 )
             self.frames_rendered += 1
             frame = Frame(np.ascontiguousarray(image), request.index, request.time)
@@ -169,6 +174,7 @@ class Conductor:
                 torch.cat([r.prompt_embeds for r in requests]),
                 [r.energy for r in requests],
                 [r.strength for r in requests],
+                [r.index for r in requests],
             )
         self.frames_rendered += len(requests)
         frames = [Frame(image, r.index, r.time) for image, r in zip(images, requests, strict=True)]
@@ -190,13 +196,57 @@ class Conductor:
         """
         self.reset()
         indices = list(range(features.num_frames) if frames is None else frames)
+        yield from self._render_indices(features, indices, batch_size, progress)
+
+    def render_span(
+        self,
+        features: AudioFeatures,
+        start: int,
+        stop: int,
+        *,
+        warmup_from: int | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[Frame]:
+        """Frames ``start`` to ``stop - 1`` of a song, as near the whole-song render as can be.
+
+        Rendering begins at ``warmup_from`` (default ``start``) from a clean state, and the
+        frames before ``start`` are dropped: temporal coherence, feedback, the stream batch and
+        the similarity filter run into ``start`` as in one go, the more closely the longer the
+        warm-up. The chroma smoothing depends on the music alone: it is brought up to
+        ``warmup_from`` exactly. Batches start at ``warmup_from``; at a multiple of the batch
+        size they group frames as the whole-song render does.
+        """
+        first = start if warmup_from is None else warmup_from
+        if not 0 <= first <= start <= stop <= features.num_frames:
+            raise RenderError(
+                f"render span: need 0 <= warmup_from ({first}) <= start ({start}) <= stop "
+                f"({stop}) <= {features.num_frames} frames"
+            )
+        self.reset()
+        for i in range(first):
+            self._prompts.weights_for_state(features.state_at_frame(i))
+        yield from self._render_indices(
+            features, range(first, stop), batch_size, progress, keep_from=start
+        )
+
+    def _render_indices(
+        self,
+        features: AudioFeatures,
+        indices: Sequence[int],
+        batch_size: int | None,
+        progress: Callable[[int], None] | None,
+        *,
+        keep_from: int = 0,
+    ) -> Iterator[Frame]:
         size = max(1, batch_size or self.config.inference.batch_size)
         for start in range(0, len(indices), size):
             chunk = indices[start : start + size]
             requests = [self.plan(features.state_at_frame(i), i) for i in chunk]
-            yield from self.execute_batch(requests)
-            if progress is not None:
-                progress(len(chunk))
+            kept = [f for f in self.execute_batch(requests) if f.index >= keep_from]
+            yield from kept
+            if progress is not None and kept:
+                progress(len(kept))
 
     def _apply_stream_settings(self, values: LiveControls) -> None:
         if values.preset != self._preset:

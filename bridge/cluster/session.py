@@ -1,0 +1,94 @@
+"""Reaching a Ray cluster: the optional import, the ``--cluster`` spec, connecting and leaving.
+
+Ray is an optional extra (``pip install 'hambametal[cluster]'``) and is imported only here, and
+only when a cluster render is asked for.
+
+Specs: ``local`` starts a private cluster on this machine, bound to loopback, for the length of
+the render; ``auto`` joins the cluster this machine belongs to (started with ``ray start``);
+``ray://HOST:PORT`` reaches a cluster's head through the Ray client (port 10001 by default).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from engine.errors import ConfigError, RenderError
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install 'hambametal[cluster]'"
+SPECS = "local, auto, ray://HOST:PORT"
+
+
+class ClusterError(RenderError):
+    """A cluster render cannot start or finish (names the cluster, worker or song)."""
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or a ClusterError that names the extra to install."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError as exc:
+        raise ClusterError(
+            f"--cluster needs Ray, which is not installed here ({exc}): {INSTALL}"
+        ) from None
+
+
+def check_cluster_spec(spec: str) -> str:
+    """``spec`` itself when it is one of ``local``, ``auto``, ``ray://HOST:PORT``."""
+    text = spec.strip()
+    if text in ("local", "auto"):
+        return text
+    if text.startswith("ray://"):
+        host, sep, port = text.removeprefix("ray://").rpartition(":")
+        if host and sep and port.isdigit() and 0 < int(port) < 65536:
+            return text
+    raise ConfigError(f"{spec!r} is none of {SPECS} (port 1-65535)")
+
+
+def _init_arguments(spec: str) -> dict[str, Any]:
+    if spec == "local":
+        # a private cluster for this render only, reachable from this machine alone
+        return {
+            "address": "local",
+            "include_dashboard": False,
+            "_node_ip_address": "127.0.0.1",
+        }
+    return {"address": spec}
+
+
+@contextmanager
+def ray_session(spec: str) -> Iterator[ModuleType]:
+    """Ray connected to the cluster ``spec`` names, for the length of the ``with`` block.
+
+    A process already connected (a notebook, a test) keeps its connection and its cluster:
+    the spec is then not used and nothing is shut down.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    spec = check_cluster_spec(spec)
+    try:
+        ray.init(**_init_arguments(spec), logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach the Ray cluster {spec!r}: {exc}") from exc
+    log.info("ray: connected to %s (%s)", spec, _describe(ray))
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _describe(ray: ModuleType) -> str:
+    resources = ray.cluster_resources()
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return (
+        f"{nodes} node{'s' if nodes != 1 else ''}, {int(resources.get('CPU', 0))} CPUs, "
+        f"{int(resources.get('GPU', 0))} GPUs"
+    )
