@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "osc": "benchmarks.bench_osc",
     "gpu": "benchmarks.bench_gpu",
     "e2e": "benchmarks.bench_e2e",
+    "cluster": "benchmarks.bench_cluster",
 }
 
 
