@@ -5,13 +5,16 @@ Three parts, all on the built-in tiny model (untrained random weights) on the CP
 1. **Songs** (``--sizes``, default 128x128 at 24 fps): ``--songs`` synthetic songs (clicks over
    a chord, ``--seconds`` each) rendered to mp4 with their audio, the way `hamba render` does:
    the single-process path (:func:`bridge.offline.render_songs`'s loop: one conductor, a
-   :class:`~bridge.offline.SongVideo` per song) and the cluster path
-   (:func:`bridge.cluster.render.render_to_files`) with 1 and then 2 workers on a local Ray
-   cluster of 2 CPUs. Timed apart: starting Ray (``ray.init``), starting the pool (actors up
-   and the model loaded in each), the render itself (frames / wall time, driver-side H.264 +
-   AAC encoding included, as a user waits for it), and the encode + mux of one song alone
-   (its frames rendered beforehand) which both paths pay. The per-song overhead of the cluster
-   path is ``(cluster render with 1 worker - single-process render) / songs``.
+   :class:`~bridge.offline.SongVideo` per song), in a process of its own set up like the CLI
+   (``OMP_WAIT_POLICY=PASSIVE``) with 2 torch threads (the default here) and with 1 (what each
+   worker gets); and the cluster path (:func:`bridge.cluster.render.render_to_files`) with 1
+   and 2 workers of one pool on a local Ray cluster of 2 CPUs. ``--rounds`` alternating rounds,
+   medians; every path warm when timed (its unet traced). Timed apart: starting Ray
+   (``ray.init``), starting the pool (actors up, the model loaded in each), the render itself
+   (frames / wall time, the driver's H.264 + AAC encoding included, as a user waits for it),
+   and the encode + mux of one song alone (its frames rendered beforehand), which both paths
+   pay. The per-song overhead of the cluster path is ``(cluster render with 1 worker -
+   single-process render with 1 thread) / songs``.
 2. **One long song** (``--long-seconds``) split into chunks of ``--chunk-seconds``, rendered on
    1 and 2 workers without encoding: the frames per second a single song gets from chunking,
    and the PSNR of every frame at and after each seam against the unsplit single-process
@@ -31,7 +34,13 @@ Run: ``python -m benchmarks.bench_cluster`` (``--help``) or ``hamba bench cluste
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import math
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -115,7 +124,7 @@ def local_cluster(cpus: int) -> Iterator[tuple[Any, bool, float]]:
             num_cpus=cpus,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             log_to_driver=False,
         )
         started = time.perf_counter() - began
@@ -129,6 +138,7 @@ def local_cluster(cpus: int) -> Iterator[tuple[Any, bool, float]]:
 
 
 def single_process(config: PipelineConfig, songs: Sequence[Any], out: Path) -> dict[str, Any]:
+    """`hamba render` without --cluster: one conductor, each song through a SongVideo."""
     from bridge.offline import SongVideo
     from engine.render import Conductor
 
@@ -136,6 +146,9 @@ def single_process(config: PipelineConfig, songs: Sequence[Any], out: Path) -> d
     conductor = Conductor.from_config(config)
     conductor.stream.base.load_model()
     load = time.perf_counter() - began
+    # warm, as the cluster's workers are when timed: the unet is traced on the second frame
+    for _ in conductor.render_span(songs[0].features, 0, 4):
+        pass
     width, height, fps = config.inference.width, config.inference.height, config.audio.fps
     began = time.perf_counter()
     frames = 0
@@ -145,7 +158,38 @@ def single_process(config: PipelineConfig, songs: Sequence[Any], out: Path) -> d
         video.commit()
         frames += song.features.num_frames
     seconds = time.perf_counter() - began
-    return {"model_load_s": round(load, 2), "render_s": round(seconds, 2), "fps": frames / seconds}
+    return {"model_load_s": load, "render_s": seconds, "fps": frames / seconds}
+
+
+def _single_child(args: argparse.Namespace, size: int, threads: int, work: Path) -> dict[str, Any]:
+    """The single-process path in a process of its own, set up as `hamba render` sets it up
+    (OMP_WAIT_POLICY=PASSIVE before torch loads), with ``threads`` torch threads."""
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_cluster",
+        "--single-child",
+        str(size),
+        str(threads),
+        str(work),
+        "--fps",
+        str(args.fps),
+        "--songs",
+        str(args.songs),
+        "--seconds",
+        str(args.seconds),
+    ]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TRANSFORMERS_VERBOSITY": "error"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _songs(args: argparse.Namespace, config: PipelineConfig, work: Path) -> list[Any]:
+    from bridge.cluster.render import analyse_songs
+
+    files = [song_audio(work / f"song{i}.wav", args.seconds, i) for i in range(args.songs)]
+    return analyse_songs(config, files, work / "out")
 
 
 def encode_mux_per_song(config: PipelineConfig, song: Any, out: Path) -> float:
@@ -162,63 +206,101 @@ def encode_mux_per_song(config: PipelineConfig, song: Any, out: Path) -> float:
     return time.perf_counter() - began
 
 
-def cluster_songs(
-    ray: Any, config: PipelineConfig, songs: Sequence[Any], out: Path, workers: int
-) -> dict[str, Any]:
+def _start_pool(ray: Any, config: PipelineConfig, workers: int) -> tuple[Any, float]:
     from bridge.cluster.pool import WorkerPool
+
+    began = time.perf_counter()
+    pool = WorkerPool(ray, config, workers=workers)
+    return pool, time.perf_counter() - began
+
+
+def cluster_songs(
+    pool: Any, config: PipelineConfig, songs: Sequence[Any], out: Path, workers: int
+) -> dict[str, Any]:
+    """`hamba render --cluster` on a started pool, using ``workers`` of its workers."""
     from bridge.cluster.progress import ClusterProgress
     from bridge.cluster.render import SongFile, render_to_files
     from bridge.options import RenderOptions
 
+    targets = [SongFile(s.audio, s.features, out / s.target.name) for s in songs]
+    total = sum(s.features.num_frames for s in songs)
+    bar = ClusterProgress(total, len(songs), disable=True)
+    options = RenderOptions(cluster="local", workers=workers)
     began = time.perf_counter()
-    pool = WorkerPool(ray, config, workers=workers)
-    ready = time.perf_counter() - began
-    try:
-        targets = [SongFile(s.audio, s.features, out / s.target.name) for s in songs]
-        total = sum(s.features.num_frames for s in songs)
-        bar = ClusterProgress(total, len(songs), disable=True)
-        began = time.perf_counter()
-        render_to_files(pool, config, targets, RenderOptions(cluster="local"), bar)
-        seconds = time.perf_counter() - began
-        model_loads = [round(w.load_seconds, 2) for w in pool.workers.values()]
-    finally:
-        pool.close()
-    return {
-        "pool_ready_s": round(ready, 2),
-        "model_load_s_per_worker": model_loads,
-        "render_s": round(seconds, 2),
-        "fps": total / seconds,
-        "worker_fps": {k: round(v, 1) for k, v in bar.worker_fps().items()},
+    render_to_files(pool, config, targets, options, bar)
+    seconds = time.perf_counter() - began
+    return {"render_s": seconds, "fps": total / seconds, "worker_fps": bar.worker_fps()}
+
+
+def _summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds, and every round's fps."""
+    summary: dict[str, Any] = {
+        key: round(statistics.median(run[key] for run in runs), 3)
+        for key in runs[0]
+        if isinstance(runs[0][key], float)
     }
+    summary["fps_rounds"] = [round(run["fps"], 1) for run in runs]
+    return summary
 
 
 def run_songs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from bridge.cluster.render import analyse_songs
-
     results: dict[str, Any] = {}
     for size in args.sizes:
         config = tiny_config(size, args.fps, work / "cache")
-        files = [song_audio(work / f"song{i}.wav", args.seconds, i) for i in range(args.songs)]
-        songs = analyse_songs(config, files, work / "out")
-        row: dict[str, Any] = {}
+        songs = _songs(args, config, work)
+        frames = sum(s.features.num_frames for s in songs)
+        row: dict[str, Any] = {"frames": frames}
+        singles: dict[int, list[dict[str, Any]]] = {2: [], 1: []}
+        for _ in range(args.rounds):
+            for threads in singles:
+                singles[threads].append(_single_child(args, size, threads, work))
+        row["single_process"] = {
+            f"{threads}_torch_threads": _summary(runs) for threads, runs in singles.items()
+        }
         with tempfile.TemporaryDirectory(dir=work) as out:
-            row["single_process"] = single_process(config, songs, Path(out))
             row["encode_mux_s_per_song"] = round(
                 encode_mux_per_song(config, songs[0], Path(out)), 3
             )
         with local_cluster(2) as (ray, isolated, started):
             row["ray_init_s"] = round(started, 2)
             row["private_network_namespace"] = isolated
-            for workers in (1, 2):
+            one, ready_one = _start_pool(ray, config, 1)
+            one.close()
+            pool, ready_two = _start_pool(ray, config, 2)
+            row["pool_ready_s"] = {
+                "1_worker": round(ready_one, 2),
+                "2_workers": round(ready_two, 2),
+            }
+            row["model_load_s_per_worker"] = [
+                round(w.load_seconds, 2) for w in pool.workers.values()
+            ]
+            clusters: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+            try:
                 with tempfile.TemporaryDirectory(dir=work) as out:
-                    row[f"cluster_{workers}_worker"] = cluster_songs(
-                        ray, config, songs, Path(out), workers
-                    )
-        single, one = row["single_process"], row["cluster_1_worker"]
-        row["per_song_overhead_s"] = round((one["render_s"] - single["render_s"]) / len(songs), 3)
-        row["speedup_2_vs_1_worker"] = round(row["cluster_2_worker"]["fps"] / one["fps"], 2)
+                    cluster_songs(pool, config, songs[:2], Path(out), 2)  # both workers warm
+                for _ in range(args.rounds):
+                    for workers in clusters:
+                        with tempfile.TemporaryDirectory(dir=work) as out:
+                            clusters[workers].append(
+                                cluster_songs(pool, config, songs, Path(out), workers)
+                            )
+            finally:
+                pool.close()
+        for workers, runs in clusters.items():
+            row[f"cluster_{workers}_worker"] = {
+                **_summary(runs),
+                "worker_fps_last_round": {
+                    k: round(v, 1) for k, v in runs[-1]["worker_fps"].items()
+                },
+            }
+        single = row["single_process"]["1_torch_threads"]
+        cluster_one = row["cluster_1_worker"]
+        row["per_song_overhead_s"] = round(
+            (cluster_one["render_s"] - single["render_s"]) / len(songs), 3
+        )
+        row["speedup_2_vs_1_worker"] = round(row["cluster_2_worker"]["fps"] / cluster_one["fps"], 2)
         results[f"{size}x{size}"] = row
-    return results
+    return {"by_size": results}
 
 
 # part 2: one long song in chunks, through Ray
@@ -226,7 +308,6 @@ def run_songs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def run_long_song(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from bridge.cluster.plan import warmup_frames
-    from bridge.cluster.pool import WorkerPool
     from bridge.cluster.progress import ClusterProgress
     from engine.audio.analyzer import AudioAnalyzer
     from engine.render import Conductor
@@ -243,29 +324,45 @@ def run_long_song(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "chunk_seconds": args.chunk_seconds,
         "warmup_frames": warmup_frames(config),
     }
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    renders: list[list[np.ndarray]] = []
     with local_cluster(2) as (ray, _isolated, _started):
-        for workers in (1, 2):
-            pool = WorkerPool(ray, config, workers=workers)
-            try:
-                sinks = [_Collect()]
-                bar = ClusterProgress(features.num_frames, 1, disable=True)
-                began = time.perf_counter()
-                chunks = pool.render(
-                    [features], sinks.__getitem__, chunk_seconds=args.chunk_seconds, progress=bar
-                )
-                seconds = time.perf_counter() - began
-            finally:
-                pool.close()
-            images = sinks[0].images
-            worst = {
-                str(c.start): _finite(
-                    min(psnr(images[i], whole[i]) for i in range(c.start, c.stop))
-                )
-                for c in chunks[1:]
-            }
-            row[f"{workers}_worker"] = {"fps": features.num_frames / seconds, "render_s": seconds}
-            row["chunks"] = len(chunks)
-            row["seam_worst_psnr_db"] = worst
+        pool, _ready = _start_pool(ray, config, 2)
+        try:
+            short = _features(24, np.zeros(24))
+            warm = [_Collect(), _Collect()]
+            pool.render([short, short], warm.__getitem__)  # both workers warm
+            for _ in range(args.rounds):
+                for workers in runs:
+                    sinks = [_Collect()]
+                    bar = ClusterProgress(features.num_frames, 1, disable=True)
+                    began = time.perf_counter()
+                    chunks = pool.render(
+                        [features],
+                        sinks.__getitem__,
+                        chunk_seconds=args.chunk_seconds,
+                        progress=bar,
+                        workers=workers,
+                    )
+                    seconds = time.perf_counter() - began
+                    runs[workers].append(
+                        {"render_s": seconds, "fps": features.num_frames / seconds}
+                    )
+                    renders.append(sinks[0].images)
+        finally:
+            pool.close()
+    images = renders[0]
+    row["chunks"] = len(chunks)
+    row["seam_worst_psnr_db"] = {
+        str(c.start): _finite(min(psnr(images[i], whole[i]) for i in range(c.start, c.stop)))
+        for c in chunks[1:]
+    }
+    row["frames_identical_across_runs_and_worker_counts"] = all(
+        all(np.array_equal(a, b) for a, b in zip(images, other, strict=True))
+        for other in renders[1:]
+    )
+    for workers, done in runs.items():
+        row[f"{workers}_worker"] = _summary(done)
     row["speedup_2_vs_1_worker"] = round(row["2_worker"]["fps"] / row["1_worker"]["fps"], 2)
     return row
 
@@ -336,6 +433,17 @@ def run_seams(
     return results
 
 
+def run_seam_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    return {
+        "frames": args.seam_frames,
+        "chunk_frames": args.seam_chunk,
+        "size": "64x64",
+        "worst_psnr_db_by_warmup": run_seams(
+            args.seam_frames, args.seam_chunk, 64, work, args.seam_modes
+        ),
+    }
+
+
 def _features(frames: int, energy: np.ndarray) -> AudioFeatures:
     # 120 BPM at 24 fps, a random chromagram: the shape of tests/engine/synthetic.py
     rng = np.random.default_rng(1)
@@ -373,50 +481,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--parts", nargs="+", choices=["songs", "long", "seams"], default=["songs", "long", "seams"]
     )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians)")
     parser.add_argument("--out", type=Path, default=RESULTS / "cluster.json")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--single-child", nargs=3, metavar=("SIZE", "THREADS", "WORK"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
+    if args.single_child is not None:
+        size, threads, work = (
+            int(args.single_child[0]),
+            int(args.single_child[1]),
+            Path(args.single_child[2]),
+        )
+        torch.set_num_threads(threads)
+        config = tiny_config(size, args.fps, work / "cache")
+        with tempfile.TemporaryDirectory(dir=work) as out:
+            print(json.dumps(single_process(config, _songs(args, config, work), Path(out))))
+        return 0
     try:
         import ray
     except ImportError:
         print("bench cluster: Ray is not installed (pip install 'hambametal[cluster]'); skipped")
         return 0
-    results: dict[str, Any] = {
-        "benchmark": "cluster",
-        "conditions": {
-            **versions(),
-            "ray": ray.__version__,
-            "torch_threads_driver": torch.get_num_threads(),
-            "worker_threads": "1 each (Ray sets OMP_NUM_THREADS=1 for a 1-CPU actor)",
-            "load_average_before": load_average(),
-            "model": "tiny (built-in, untrained random weights)",
-            "device": "cpu",
-            "fps": args.fps,
-            "songs": args.songs,
-            "seconds_per_song": args.seconds,
-            "audio": "clicks at 120 BPM over a chord, 22.05 kHz stereo",
-            "encoder": "libx264 veryfast crf 18 + AAC (bridge.outputs.video), on the driver",
-            "cluster": "local Ray cluster, 2 CPUs, actors of 1 CPU each",
-        },
-    }
+    # a run of some parts keeps the other parts' last figures
+    results: dict[str, Any] = (
+        json.loads(args.out.read_text()) if args.out.is_file() and not args.no_write else {}
+    )
+    results.update(
+        {
+            "benchmark": "cluster",
+            "conditions": {
+                **versions(),
+                "ray": ray.__version__,
+                "torch_threads_driver": torch.get_num_threads(),
+                "worker_threads": "1 each (Ray sets OMP_NUM_THREADS=1 for a 1-CPU actor)",
+                "load_average_before": load_average(),
+                "model": "tiny (built-in, untrained random weights)",
+                "device": "cpu",
+                "fps": args.fps,
+                "songs": args.songs,
+                "seconds_per_song": args.seconds,
+                "audio": "clicks at 120 BPM over a chord, 22.05 kHz stereo",
+                "encoder": "libx264 veryfast crf 18 + AAC (bridge.outputs.video), on the driver",
+                "cluster": "local Ray cluster, 2 CPUs, actors of 1 CPU each",
+                "rounds": args.rounds,
+                "parts_run": args.parts,
+            },
+        }
+    )
+    parts = {"songs": run_songs, "long_song": run_long_song, "seams": run_seam_part}
+    names = {"songs": "songs", "long": "long_song", "seams": "seams"}
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        if "songs" in args.parts:
-            print("songs ...", flush=True)
-            results["songs"] = run_songs(args, work)
-        if "long" in args.parts:
-            print("long song ...", flush=True)
-            results["long_song"] = run_long_song(args, work)
-        if "seams" in args.parts:
-            print("seams ...", flush=True)
-            results["seams"] = {
-                "frames": args.seam_frames,
-                "chunk_frames": args.seam_chunk,
-                "size": "64x64",
-                "worst_psnr_db_by_warmup": run_seams(
-                    args.seam_frames, args.seam_chunk, 64, work, args.seam_modes
-                ),
-            }
+        for part in args.parts:
+            name = names[part]
+            print(f"{name} ...", flush=True)
+            when = {"date": versions()["date"], "load_average_before": load_average()}
+            results[name] = parts[name](args, work)
+            results[name]["measured"] = {**when, "load_average_after": load_average()}
     results["conditions"]["load_average_after"] = load_average()
     _print(results)
     if not args.no_write:
@@ -425,18 +548,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print(results: dict[str, Any]) -> None:
-    for size, row in results.get("songs", {}).items():
-        single, one, two = row["single_process"], row["cluster_1_worker"], row["cluster_2_worker"]
-        print(f"\n| {size} | single process | cluster, 1 worker | cluster, 2 workers |")
+    for size, row in results.get("songs", {}).get("by_size", {}).items():
+        singles = row["single_process"]
+        one, two = row["cluster_1_worker"], row["cluster_2_worker"]
+        print(f"\n{size}, {row['frames']} frames, medians of {results['conditions']['rounds']}:")
+        print("| single process, 2 threads | 1 thread | cluster, 1 worker | 2 workers |")
         print("|---|---|---|---|")
-        print(f"| fps | {single['fps']:.1f} | {one['fps']:.1f} | {two['fps']:.1f} |")
         print(
-            f"| start-up (s) | model {single['model_load_s']} | ray {row['ray_init_s']} + pool "
-            f"{one['pool_ready_s']} | pool {two['pool_ready_s']} |"
+            f"| {singles['2_torch_threads']['fps']:.1f} fps | {singles['1_torch_threads']['fps']:.1f} fps "
+            f"| {one['fps']:.1f} fps | {two['fps']:.1f} fps |"
         )
         print(
-            f"| per song | encode+mux {row['encode_mux_s_per_song']} s | overhead "
-            f"{row['per_song_overhead_s']} s | |"
+            f"ray.init {row['ray_init_s']} s, pool ready {row['pool_ready_s']}, encode+mux "
+            f"{row['encode_mux_s_per_song']} s/song, per-song overhead {row['per_song_overhead_s']} s"
         )
     long = results.get("long_song")
     if long:

@@ -223,6 +223,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if render_options.cluster is None:
         from bridge.offline import render_songs
 
+        if args.workers is not None or args.chunk_seconds is not None:
+            log.warning("--workers and --chunk-seconds apply to --cluster renders only")
+
         outputs = render_songs(config, args.files, args.out, progress=not args.no_progress)
     else:
         # ray is imported only here, when a cluster is asked for

@@ -3,7 +3,8 @@
 Nothing is dropped offline: every frame of the song is rendered, in order, and written through
 the video output directly (no real-time queue). A render goes to a ``.partial.mp4`` file first
 and takes its final name only when complete, so an interrupted render never leaves a file that
-looks finished.
+looks finished. The cluster path (:mod:`bridge.cluster`) writes through the same
+:class:`SongVideo` and output checks.
 """
 
 from __future__ import annotations

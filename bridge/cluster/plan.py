@@ -18,12 +18,13 @@ How much warm-up the seam needs follows from the stream settings (:func:`warmup_
 - the similarity filter may hold a frame up to ``similarity_max_skip`` frames: that many
   more, plus one;
 - img2img feedback feeds every frame's picture into the next, and a cold start never fades
-  (measured: the seam stays at about 13 dB PSNR however long the warm-up): such songs are not
+  (measured: 12 dB PSNR at the seam after 48 warm-up frames as after none): such songs are not
   split, each renders whole on one worker.
 
-The tolerance was measured (``python -m benchmarks.bench_cluster --seams``, results in
-``benchmarks/results/cluster.json``): the worst frame at or after a seam against the unsplit
-render, over the presets and blends from 0.2 to 0.9 at energy 0.
+Measured (``python -m benchmarks.bench_cluster --parts seams``, BENCHMARKS.md): with this rule
+the worst frame at or after a seam is 67 to 87 dB PSNR against the unsplit render, over the
+presets and blends 0.2 to 0.9 on quiet music; 4 warm-up frames would already pass 40 dB at the
+presets, not at a blend of 0.7 or more.
 """
 
 from __future__ import annotations

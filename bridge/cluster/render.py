@@ -9,6 +9,7 @@ chunk is in. A failed or interrupted render removes its partial files.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from engine.audio.analyzer import AudioAnalyzer
 from engine.audio.types import AudioFeatures
 from engine.config import PipelineConfig
 from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +67,7 @@ def render_to_files(
             chunk_seconds=options.chunk_seconds,
             warmup=options.warmup_frames,
             progress=progress,
+            workers=options.workers,
         )
     finally:
         progress.close()
@@ -82,6 +86,8 @@ def render_songs_on_cluster(
     if options.cluster is None:
         raise ConfigError("render options: a cluster render needs cluster = local, auto or ray://")
     import_ray()  # a missing extra is named before any analysis or model load
+    if config.profiling.enabled:
+        log.warning("profiling: the workers render in processes of their own; not profiled")
     songs = analyse_songs(config, files, out)
     with ray_session(options.cluster) as ray:
         pool = WorkerPool(ray, config, workers=options.workers)

@@ -51,15 +51,21 @@ def check_cluster_spec(spec: str) -> str:
     raise ConfigError(f"{spec!r} is none of {SPECS} (port 1-65535)")
 
 
+# the workers' environment, wherever the cluster was started: quiet libraries
+_WORKER_ENV = {"TRANSFORMERS_VERBOSITY": "error"}
+
+
 def _init_arguments(spec: str) -> dict[str, Any]:
+    job: dict[str, Any] = {"runtime_env": {"env_vars": dict(_WORKER_ENV)}}
     if spec == "local":
-        # a private cluster for this render only, reachable from this machine alone
+        # a private cluster for this render only, addressed on this machine's loopback
         return {
+            **job,
             "address": "local",
             "include_dashboard": False,
             "_node_ip_address": "127.0.0.1",
         }
-    return {"address": spec}
+    return {**job, "address": spec}
 
 
 @contextmanager

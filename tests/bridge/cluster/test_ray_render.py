@@ -7,6 +7,7 @@ namespaces cannot be made (not root) it is addressed on 127.0.0.1 instead.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -49,7 +50,7 @@ def cluster() -> Iterator[tuple[ModuleType, bool]]:
             num_cpus=2,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             log_to_driver=False,
         )
         try:
