@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--chunk-seconds",
         type=float,
-        help="with --cluster, songs longer than this render in chunks in parallel (default 10)",
+        help="with --cluster, long songs render in parallel chunks of about this many seconds "
+        "(default 10)",
     )
     _add_engine_flags(render)
 

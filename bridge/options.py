@@ -60,7 +60,7 @@ class RenderOptions(BaseModel):
         None, ge=1, description="at most this many workers (default: one per GPU or CPU slot)"
     )
     chunk_seconds: float = Field(
-        10.0, gt=0, description="songs longer than this render in chunks of about this length"
+        10.0, gt=0, description="long songs render in parallel chunks of about this many seconds"
     )
     warmup_frames: int | None = Field(
         None,

@@ -3,9 +3,12 @@
 Ray is an optional extra (``pip install 'hambametal[cluster]'``) and is imported only here, and
 only when a cluster render is asked for.
 
-Specs: ``local`` starts a private cluster on this machine, bound to loopback, for the length of
-the render; ``auto`` joins the cluster this machine belongs to (started with ``ray start``);
-``ray://HOST:PORT`` reaches a cluster's head through the Ray client (port 10001 by default).
+Specs: ``local`` starts a cluster of this machine's own for the length of the render, its node
+addressed on loopback (Ray's servers still listen on every interface, guarded by Ray's token
+authentication, on by default in Ray 2.60); ``auto`` joins the cluster this machine belongs
+to (started with ``ray start``); ``ray://HOST:PORT`` reaches a cluster's head through the Ray
+client (port 10001 by default; with token authentication the client needs
+``RAY_AUTH_MODE=token`` and the cluster's token, see the README).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ _WORKER_ENV = {"TRANSFORMERS_VERBOSITY": "error"}
 def _init_arguments(spec: str) -> dict[str, Any]:
     job: dict[str, Any] = {"runtime_env": {"env_vars": dict(_WORKER_ENV)}}
     if spec == "local":
-        # a private cluster for this render only, addressed on this machine's loopback
+        # a cluster for this render only, its node addressed on this machine's loopback
         return {
             **job,
             "address": "local",
