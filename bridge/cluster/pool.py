@@ -245,6 +245,8 @@ class WorkerPool:
             log.warning("cluster: worker %s not ready after %.0f s: left out", name, timeout)
         for name in [n for n in self._handles if n not in self.workers]:
             ray.kill(self._handles.pop(name))
+        # in the order they were made (w0, w1, ...), not the order they became ready
+        self.workers = {name: self.workers[name] for name in self._handles}
         if not self.workers:
             raise ClusterError(
                 f"no Ray worker became ready within {timeout:.0f} s "
