@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "gpu": "benchmarks.bench_gpu",
     "e2e": "benchmarks.bench_e2e",
     "loop": "benchmarks.bench_loop",
+    "cluster": "benchmarks.bench_cluster",
 }
 
 

@@ -143,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--out", type=Path, required=True, help="an .mp4 for one song, a folder for several"
     )
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
+    render.add_argument(
+        "--cluster",
+        metavar="SPEC",
+        help="render on a Ray cluster: local (this machine), auto (the cluster this machine "
+        "joined) or ray://HOST:PORT (needs hambametal[cluster])",
+    )
+    render.add_argument(
+        "--workers", type=int, help="at most this many cluster workers (default: one per GPU)"
+    )
+    render.add_argument(
+        "--chunk-seconds",
+        type=float,
+        help="with --cluster, long songs render in parallel chunks of about this many seconds "
+        "(default 10)",
+    )
     _add_engine_flags(render)
 
     sub.add_parser("devices", help="audio inputs and the outputs that work on this machine")
@@ -191,18 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def engine_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The engine's PipelineConfig from --config, --preset and flags; plus the file's [run] table."""
+def engine_config(args: argparse.Namespace, table: str = "run") -> tuple[Any, dict[str, Any]]:
+    """The engine's PipelineConfig from --config, --preset and flags; plus the file's table of
+    the command (``[run]`` or ``[render]``: one file may hold both)."""
     from engine.config import config_from_data, parse_overrides, read_toml
 
     data: dict[str, Any] = read_toml(args.config) if args.config is not None else {}
-    run_table = data.pop("run", {})
-    if not isinstance(run_table, dict):
-        raise ConfigError(f"{args.config}: [run] must be a table")
+    tables = {name: data.pop(name, {}) for name in ("run", "render")}
+    for name, value in tables.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{args.config}: [{name}] must be a table")
+    command_table = tables[table]
     midi_table = data.pop("midi", None)
-    if midi_table is not None:
+    if midi_table is not None and table == "run":
         # [midi] belongs to `hamba run`; its own source name keeps errors pointing at the file
-        run_table = {**run_table, "midi": (str(args.config), midi_table)}
+        command_table = {**command_table, "midi": (str(args.config), midi_table)}
     overrides: dict[str, Any] = {}
     for flag, key in _ENGINE_FLAGS.items():
         value = getattr(args, flag, None)
@@ -211,7 +229,7 @@ def engine_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     overrides.update(parse_overrides(args.overrides))
     source = str(args.config) if args.config is not None else "command line"
     config = config_from_data(data, source=source, preset=args.preset, overrides=overrides)
-    return config, run_table
+    return config, command_table
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -300,10 +318,31 @@ def _midi_map(options: dict[str, Any]) -> Any:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from bridge.offline import render_songs
+    from bridge.options import RenderOptions
 
-    config, _ = engine_config(args)
-    outputs = render_songs(config, args.files, args.out, progress=not args.no_progress)
+    config, render_table = engine_config(args, "render")
+    options: dict[str, Any] = dict(render_table)
+    flag_options = {
+        "cluster": args.cluster,
+        "workers": args.workers,
+        "chunk_seconds": args.chunk_seconds,
+    }
+    options.update({k: v for k, v in flag_options.items() if v is not None})
+    render_options = _validated(RenderOptions, options, "render options")
+    if render_options.cluster is None:
+        from bridge.offline import render_songs
+
+        if args.workers is not None or args.chunk_seconds is not None:
+            log.warning("--workers and --chunk-seconds apply to --cluster renders only")
+
+        outputs = render_songs(config, args.files, args.out, progress=not args.no_progress)
+    else:
+        # ray is imported only here, when a cluster is asked for
+        from bridge.cluster.render import render_songs_on_cluster
+
+        outputs = render_songs_on_cluster(
+            config, args.files, args.out, render_options, progress=not args.no_progress
+        )
     for path in outputs:
         print(path)
     return 0

@@ -3,13 +3,14 @@
 Nothing is dropped offline: every frame of the song is rendered, in order, and written through
 the video output directly (no real-time queue). A render goes to a ``.partial.mp4`` file first
 and takes its final name only when complete, so an interrupted render never leaves a file that
-looks finished.
+looks finished. The cluster path (:mod:`bridge.cluster`) writes through the same
+:class:`SongVideo` and output checks.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -18,6 +19,7 @@ from bridge.outputs.base import create_output
 from engine.audio.analyzer import AudioAnalyzer
 from engine.config import PipelineConfig
 from engine.errors import AudioError, ConfigError, OutputError
+from engine.frame import Frame
 from engine.profiling.profiler import get_profiler
 from engine.render import Conductor
 
@@ -51,6 +53,45 @@ def _check_writable(folder: Path) -> None:
         raise OutputError(f"cannot write to {folder}: {probe} is not a writable folder")
 
 
+class SongVideo:
+    """One song's mp4 with its audio, written as ``NAME.partial.mp4`` and renamed when whole.
+
+    Opening creates the partial file; :meth:`write` takes frames in order (any number of
+    calls), :meth:`commit` gives the file its final name, :meth:`abort` removes it.
+    """
+
+    def __init__(self, target: Path, audio: Path, width: int, height: int, fps: float) -> None:
+        self.target = target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = target.with_name(target.stem + ".partial.mp4")
+        self._writer = create_output(f"file:{self.partial}", audio_path=audio)
+        self._writer.open(width, height, fps)
+
+    def write(self, frames: Iterable[Frame]) -> None:
+        for frame in frames:
+            self._writer.publish(frame.image, frame.index, frame.time)
+
+    def commit(self) -> Path:
+        """Close the file (the audio is muxed to its end) and give it its final name."""
+        self._writer.close()
+        self.partial.replace(self.target)
+        return self.target
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        self._writer.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def report_profile(config: PipelineConfig) -> None:
+    """Print (and export) the profiler's per-stage timings when profiling is on."""
+    if config.profiling.enabled:
+        profiler = get_profiler()
+        profiler.print_summary()
+        if config.profiling.export_path is not None:
+            profiler.export_json(config.profiling.export_path)
+
+
 def render_songs(
     config: PipelineConfig,
     files: Sequence[Path],
@@ -66,10 +107,7 @@ def render_songs(
     written = []
     for file, target in zip(files, targets, strict=True):
         features = analyzer.analyze(file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.stem + ".partial.mp4")
-        writer = create_output(f"file:{partial}", audio_path=file)
-        writer.open(width, height, fps)
+        video = SongVideo(target, file, width, height, fps)
         try:
             with tqdm(
                 total=features.num_frames,
@@ -78,18 +116,10 @@ def render_songs(
                 disable=not progress,
                 dynamic_ncols=True,
             ) as bar:
-                for frame in conductor.render_features(features, progress=bar.update):
-                    writer.publish(frame.image, frame.index, frame.time)
+                video.write(conductor.render_features(features, progress=bar.update))
         except BaseException:
-            writer.close()
-            partial.unlink(missing_ok=True)
+            video.abort()
             raise
-        writer.close()
-        partial.replace(target)
-        written.append(target)
-    if config.profiling.enabled:
-        profiler = get_profiler()
-        profiler.print_summary()
-        if config.profiling.export_path is not None:
-            profiler.export_json(config.profiling.export_path)
+        written.append(video.commit())
+    report_profile(config)
     return written

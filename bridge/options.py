@@ -76,3 +76,30 @@ class RunOptions(BaseModel):
     def _networks(cls, value: list[str]) -> list[str]:
         parse_networks(value)
         return value
+
+class RenderOptions(BaseModel):
+    """What `hamba render` does beyond the engine's configuration (flags, or a [render] table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: str | None = Field(
+        None, description="render on a Ray cluster: local, auto or ray://HOST:PORT"
+    )
+    workers: int | None = Field(
+        None, ge=1, description="at most this many workers (default: one per GPU or CPU slot)"
+    )
+    chunk_seconds: float = Field(
+        10.0, gt=0, description="long songs render in parallel chunks of about this many seconds"
+    )
+    warmup_frames: int | None = Field(
+        None,
+        ge=0,
+        description="frames each chunk renders and drops first (default: from the stream settings)",
+    )
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        from bridge.cluster.session import check_cluster_spec
+
+        return None if value is None else check_cluster_spec(value)

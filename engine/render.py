@@ -23,6 +23,7 @@ from engine.diffusion.conditioning import Conditioning, concat
 from engine.diffusion.device import release_cached_memory
 from engine.diffusion.host import PendingImage, ReadyFrames
 from engine.diffusion.stream import StreamDiffusionPipeline
+from engine.errors import RenderError
 from engine.frame import Frame, RGBAImage
 from engine.latent.generator import LatentGenerator
 from engine.profiling.profiler import configure_profiler, get_profiler
@@ -168,7 +169,11 @@ class Conductor:
             return PendingFrame(self, held, request)
         with get_profiler().profile("generate"):
             image = self.stream.launch_frame_with_coherence(
-                request.latent, request.prompt_embeds, request.energy, strength=request.strength
+                request.latent,
+                request.prompt_embeds,
+                request.energy,
+                strength=request.strength,
+                frame_index=request.index,
             )
         self.frames_rendered += 1
         self._last_image = image
@@ -204,6 +209,7 @@ class Conductor:
                 concat([r.prompt_embeds for r in requests]),
                 [r.energy for r in requests],
                 [r.strength for r in requests],
+                [r.index for r in requests],
             )
         self.frames_rendered += len(requests)
         frames = [self._sized(image, r) for image, r in zip(images, requests, strict=True)]
@@ -226,13 +232,57 @@ class Conductor:
         """
         self.reset()
         indices = list(range(features.num_frames) if frames is None else frames)
+        yield from self._render_indices(features, indices, batch_size, progress)
+
+    def render_span(
+        self,
+        features: AudioFeatures,
+        start: int,
+        stop: int,
+        *,
+        warmup_from: int | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[Frame]:
+        """Frames ``start`` to ``stop - 1`` of a song, as near the whole-song render as can be.
+
+        Rendering begins at ``warmup_from`` (default ``start``) from a clean state, and the
+        frames before ``start`` are dropped: temporal coherence, feedback, the stream batch and
+        the similarity filter run into ``start`` as in one go, the more closely the longer the
+        warm-up. The chroma smoothing depends on the music alone: it is brought up to
+        ``warmup_from`` exactly. Batches start at ``warmup_from``; at a multiple of the batch
+        size they group frames as the whole-song render does.
+        """
+        first = start if warmup_from is None else warmup_from
+        if not 0 <= first <= start <= stop <= features.num_frames:
+            raise RenderError(
+                f"render span: need 0 <= warmup_from ({first}) <= start ({start}) <= stop "
+                f"({stop}) <= {features.num_frames} frames"
+            )
+        self.reset()
+        for i in range(first):
+            self._prompts.weights_for_state(features.state_at_frame(i))
+        yield from self._render_indices(
+            features, range(first, stop), batch_size, progress, keep_from=start
+        )
+
+    def _render_indices(
+        self,
+        features: AudioFeatures,
+        indices: Sequence[int],
+        batch_size: int | None,
+        progress: Callable[[int], None] | None,
+        *,
+        keep_from: int = 0,
+    ) -> Iterator[Frame]:
         size = max(1, batch_size or self.config.inference.batch_size)
         for start in range(0, len(indices), size):
             chunk = indices[start : start + size]
             requests = [self.plan(features.state_at_frame(i), i) for i in chunk]
-            yield from self.execute_batch(requests)
-            if progress is not None:
-                progress(len(chunk))
+            kept = [f for f in self.execute_batch(requests) if f.index >= keep_from]
+            yield from kept
+            if progress is not None and kept:
+                progress(len(kept))
 
     def _sized(self, image: RGBAImage, request: FrameRequest) -> Frame:
         """The frame at the configured size (scaled up by a whole factor after a step-down)."""

@@ -9,7 +9,9 @@ One call, one frame, with the optimisations a live show wants:
 - stochastic similarity filter: a near-identical input is skipped (the previous frame is
   returned) with a probability that rises with the similarity above ``similarity_threshold``
   and falls with the music's energy: never at energy 1, never more than
-  ``similarity_max_skip`` frames in a row, from a seeded random stream;
+  ``similarity_max_skip`` frames in a row; the draw comes from ``(seed, frame_index)`` when the
+  caller gives the frame's index (so a frame's fate does not depend on where a render began),
+  else from a seeded random stream;
 - img2img feedback: the previous frame's clean latent is the init image at
   ``feedback_strength`` (or the ``strength`` the music gives per call);
 - stream batch for multi-step schedules: a pipeline of latents at different steps advances in
@@ -27,6 +29,7 @@ from __future__ import annotations
 import math
 import random
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,15 +143,17 @@ class StreamDiffusionPipeline:
         music_energy: float,
         *,
         strength: float | None = None,
+        frame_index: int | None = None,
     ) -> Frame:
         """One frame ``(H, W, 4)`` RGBA ``uint8`` from a noise ``latent (1, 4, h, w)``.
 
         ``music_energy`` (0 to 1) loosens coherence and the similarity filter; ``strength``
-        overrides ``feedback_strength`` in img2img feedback mode. A skipped frame is the
-        previous frame's array itself.
+        overrides ``feedback_strength`` in img2img feedback mode; ``frame_index`` seeds the
+        similarity filter's draw for this frame. A skipped frame is the previous frame's array
+        itself.
         """
         return self.launch_frame_with_coherence(
-            latent, prompt_embeds, music_energy, strength=strength
+            latent, prompt_embeds, music_energy, strength=strength, frame_index=frame_index
         ).wait()
 
     def launch_frame_with_coherence(
@@ -158,6 +163,7 @@ class StreamDiffusionPipeline:
         music_energy: float,
         *,
         strength: float | None = None,
+        frame_index: int | None = None,
     ) -> PendingImage:
         """:meth:`generate_frame_with_coherence` without waiting for the frame to reach the
         host: on CUDA the next frame can be planned and launched while this one renders.
@@ -168,7 +174,7 @@ class StreamDiffusionPipeline:
         cfg = self.stream_config
         energy = _energy(music_energy)
         latent = self._cohere(cfg, latent, energy)
-        if self._skip(cfg, latent, prompt_embeds, energy):
+        if self._skip(cfg, latent, prompt_embeds, energy, frame_index):
             self.frames_skipped += 1
             self._skips_in_row += 1
             self.last_skipped = True
@@ -183,13 +189,14 @@ class StreamDiffusionPipeline:
         prompt_embeds: Conditioning,
         music_energies: list[float],
         strengths: list[float] | None = None,
+        frame_indices: Sequence[int] | None = None,
     ) -> list[Frame]:
         """Several consecutive frames at once (offline renders), same maths as frame by frame.
 
         Temporal coherence only needs the previous *input* latent, so it is applied in order
         and the model then runs once on the whole batch. Modes that need the previous *output*
         (img2img feedback, the similarity filter, the multi-step stream batch) fall back to
-        one frame per call, each at its own ``strengths[i]`` when given.
+        one frame per call, each at its own ``strengths[i]`` and ``frame_indices[i]`` when given.
         """
         count = latents.shape[0]
         rows = conditioning_rows(prompt_embeds)
@@ -197,11 +204,13 @@ class StreamDiffusionPipeline:
             rows != count
             or len(music_energies) != count
             or (strengths is not None and len(strengths) != count)
+            or (frame_indices is not None and len(frame_indices) != count)
         ):
             raise RenderError(
-                f"batch of {count} latents needs as many prompt embeddings, energies and "
-                f"strengths, got {rows}, {len(music_energies)} and "
-                f"{'none' if strengths is None else len(strengths)}"
+                f"batch of {count} latents needs as many prompt embeddings, energies, "
+                f"strengths and frame indices, got {rows}, "
+                f"{len(music_energies)}, {'none' if strengths is None else len(strengths)} and "
+                f"{'none' if frame_indices is None else len(frame_indices)}"
             )
         cfg = self.stream_config
         sequential = (
@@ -216,6 +225,7 @@ class StreamDiffusionPipeline:
                     select_rows(prompt_embeds, slice(i, i + 1)),
                     energy,
                     strength=None if strengths is None else strengths[i],
+                    frame_index=None if frame_indices is None else frame_indices[i],
                 )
                 for i, energy in enumerate(music_energies)
             ]
@@ -310,7 +320,12 @@ class StreamDiffusionPipeline:
     # the similarity filter
 
     def _skip(
-        self, cfg: StreamConfig, latent: torch.Tensor, embeds: Conditioning, energy: float
+        self,
+        cfg: StreamConfig,
+        latent: torch.Tensor,
+        embeds: Conditioning,
+        energy: float,
+        frame_index: int | None,
     ) -> bool:
         if not cfg.enable_similarity_filter or self._prev_frame is None or self._reference is None:
             return False
@@ -326,7 +341,13 @@ class StreamDiffusionPipeline:
         else:
             chance = min(1.0, (similarity - threshold) / (1.0 - threshold))
         chance *= 1.0 - energy
-        return self._rng.random() < chance
+        return self._draw(frame_index) < chance
+
+    def _draw(self, frame_index: int | None) -> float:
+        # a frame's own draw: the same wherever the render began (a chunk of a split song)
+        if frame_index is not None:
+            return random.Random(f"similarity:{self._seed}:{frame_index}").random()
+        return self._rng.random()
 
     # checks
 

@@ -11,6 +11,7 @@ from engine.config import PipelineConfig
 from engine.controls import ControlStore
 from engine.diffusion.base import create_pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
+from engine.errors import RenderError
 from engine.render import Conductor, controls_from_config
 from tests.engine.synthetic import make_features
 
@@ -144,3 +145,54 @@ def test_batched_feedback_uses_each_frames_music_driven_strength(config: Pipelin
     single = [f.image for f in conductor.render_features(features, batch_size=1)]
     for a, b in zip(batched, single, strict=True):
         np.testing.assert_array_equal(a, b)  # feedback runs frame by frame either way
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_a_span_of_the_whole_song_is_the_whole_render(config: PipelineConfig) -> None:
+    features = make_features(num_frames=10)
+    conductor = make_conductor(config)
+    whole = [f.image for f in conductor.render_features(features)]
+    span = list(conductor.render_span(features, 0, 10))
+    assert [f.index for f in span] == list(range(10))
+    for a, b in zip(whole, [f.image for f in span], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_span_brings_the_chroma_smoothing_up_to_its_start_exactly(
+    config: PipelineConfig,
+) -> None:
+    # with no model state carried between frames, a cold span is the whole render's frames
+    stateless = config.with_overrides({"stream.enable_temporal_coherence": False})
+    features = make_features(num_frames=24)
+    conductor = make_conductor(stateless)
+    whole = [f.image for f in conductor.render_features(features)]
+    counted: list[int] = []
+    span = list(conductor.render_span(features, 16, 24, progress=counted.append))
+    assert [f.index for f in span] == list(range(16, 24))
+    assert sum(counted) == 8
+    for frame in span:
+        np.testing.assert_array_equal(frame.image, whole[frame.index])
+
+
+def test_a_warmup_hides_the_seam_of_a_span(config: PipelineConfig) -> None:
+    features = make_features(num_frames=40, energy=np.zeros(40))  # energy 0: blending is strongest
+    conductor = make_conductor(config)
+    whole = [f.image for f in conductor.render_features(features)]
+    # frame 30 falls mid-beat (a beat every 12 frames), where the latent moves fastest
+    cold = list(conductor.render_span(features, 30, 40))
+    warm = list(conductor.render_span(features, 30, 40, warmup_from=18))
+    assert [f.index for f in warm] == list(range(30, 40))
+    assert min(_psnr(f.image, whole[f.index]) for f in cold) < 40  # a cold start shows
+    assert min(_psnr(f.image, whole[f.index]) for f in warm) >= 40
+
+
+def test_a_span_outside_the_song_is_refused(config: PipelineConfig) -> None:
+    features = make_features(num_frames=10)
+    with pytest.raises(RenderError, match="warmup_from"):
+        list(make_conductor(config).render_span(features, 4, 12))
+    with pytest.raises(RenderError, match="warmup_from"):
+        list(make_conductor(config).render_span(features, 4, 8, warmup_from=6))

@@ -214,3 +214,24 @@ def test_a_new_frame_size_starts_afresh(tiny: SD15Pipeline, noise: Noise) -> Non
     bigger = torch.randn(1, 4, SIZE // 4, SIZE // 8, generator=torch.Generator().manual_seed(1))
     frame = wrapper.generate_frame_with_coherence(bigger, wrapper.encode_prompt("x"), 0.0)
     assert frame.shape == (SIZE * 2, SIZE, 4)
+
+
+def test_similarity_draw_is_a_function_of_the_frame_index(tiny: SD15Pipeline, noise: Noise) -> None:
+    # a chunk of a split song starts cold: a frame's skip must not depend on the draws before it
+    wrapper = stream(
+        tiny, enable_similarity_filter=True, similarity_threshold=0.98, similarity_max_skip=100
+    )
+    embeds = wrapper.encode_prompt("abstract light")
+    first = noise(1)
+    probe = first + 0.1425 * noise(2)  # cosine about 0.99: a skip chance of about a half
+
+    def skipped(index: int) -> bool:
+        wrapper.reset()
+        wrapper.generate_frame_with_coherence(first, embeds, 0.0, frame_index=0)
+        wrapper.generate_frame_with_coherence(probe, embeds, 0.0, frame_index=index)
+        return wrapper.last_skipped
+
+    forward = [skipped(i) for i in range(1, 25)]
+    backward = [skipped(i) for i in reversed(range(1, 25))][::-1]
+    assert forward == backward
+    assert 0 < sum(forward) < len(forward)  # each index its own draw, not the stream's first
