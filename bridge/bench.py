@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "e2e": "benchmarks.bench_e2e",
     "loop": "benchmarks.bench_loop",
     "cluster": "benchmarks.bench_cluster",
+    "models": "benchmarks.bench_models",
 }
 
 
