@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -19,6 +19,8 @@ from pythonosc.udp_client import SimpleUDPClient
 from engine.audio.types import MusicState
 from engine.controls import ControlSnapshot, ControlStore
 from osc_schema.schema import OscAddress
+
+Number = TypeVar("Number", int, float)
 
 PROBE = "/hamba/__probe__"
 _probe_ids = itertools.count()
@@ -38,7 +40,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
 
 def receive(client: SimpleUDPClient, count: int, timeout: float = 5.0) -> list[OscMessage]:
     """The next ``count`` messages sent to the client's socket."""
-    messages = []
+    messages: list[OscMessage] = []
     deadline = time.monotonic() + timeout
     while len(messages) < count:
         left = deadline - time.monotonic()
@@ -57,7 +59,7 @@ def barrier(client: SimpleUDPClient) -> list[OscMessage]:
     """
     probe = f"{PROBE}/{next(_probe_ids)}"
     client.send_message(probe, [])
-    received = []
+    received: list[OscMessage] = []
     while True:
         (message,) = receive(client, 1)
         if message.address == "/hamba/error" and message.params[0] == probe:
@@ -70,8 +72,14 @@ def same_state(before: ControlSnapshot, store: ControlStore) -> bool:
     return after.version == before.version and after.values == before.values
 
 
-def example_args(entry: OscAddress, current: tuple[Any, ...] | None) -> list[Any]:
-    """Valid arguments for an incoming address that differ from its ``current`` value."""
+def example_args(
+    entry: OscAddress, current: tuple[Any, ...] | None, *, farthest: bool = False
+) -> list[Any]:
+    """Valid arguments for an incoming address that differ from its ``current`` value.
+
+    ``farthest``: each number goes to the end of its range farthest from its current value
+    (the top end when there is none, or on a tie), the largest change it can make.
+    """
     args: list[Any] = []
     for i, argument in enumerate(entry.arguments):
         now = current[i] if current is not None and i < len(current) else None
@@ -84,12 +92,24 @@ def example_args(entry: OscAddress, current: tuple[Any, ...] | None) -> list[Any
         elif argument.tag == "i":
             low = int(argument.minimum or 0)
             high = int(argument.maximum) if argument.maximum is not None else low + 100
-            args.append(next(v for v in (low + 5, high, low) if v != now and v <= high))
+            if farthest:
+                args.append(_farthest(low, high, now))
+            else:
+                args.append(next(v for v in (low + 5, high, low) if v != now and v <= high))
         else:
-            low = argument.minimum or 0.0
-            high = argument.maximum if argument.maximum is not None else low + 10.0
-            args.append(next(v for v in (round(low + 0.37 * (high - low), 2), high) if v != now))
+            bottom = float(argument.minimum or 0.0)
+            top = float(argument.maximum) if argument.maximum is not None else bottom + 10.0
+            if farthest:
+                args.append(_farthest(bottom, top, now))
+            else:
+                args.append(
+                    next(v for v in (round(bottom + 0.37 * (top - bottom), 2), top) if v != now)
+                )
     return args
+
+
+def _farthest(low: Number, high: Number, now: Number | None) -> Number:
+    return low if now is not None and now - low > high - now else high
 
 
 def http_get(url: str) -> tuple[int, Any]:
