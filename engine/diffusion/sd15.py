@@ -369,7 +369,9 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline):
             pixels = torch.from_numpy(np.ascontiguousarray(array[..., :3])).to(self.device)
             pixels = pixels.permute(0, 3, 1, 2).to(self._vae_dtype) / 127.5 - 1.0
             encoded = pipe.vae.encode(pixels)
-            raw = encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
+            raw: torch.Tensor = (
+                encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
+            )
             config = pipe.vae.config
             shift = float(getattr(config, "shift_factor", None) or 0.0)
             return (raw.float() - shift) * float(config.scaling_factor)
@@ -590,7 +592,8 @@ class SD15Pipeline(LatentDiffusionPipeline):
         )
         with torch.inference_mode():
             ids = tokens.input_ids.to(self.device)
-            return pipe.text_encoder(ids)[0].to(self.dtype)
+            embeds: torch.Tensor = pipe.text_encoder(ids)[0]
+            return embeds.to(self.dtype)
 
 
 SDPipeline = SD15Pipeline
