@@ -28,7 +28,12 @@ import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
 from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender, RenderResult
-from engine.diffusion.conditioning import Conditioning, TextConditioning, as_conditioning
+from engine.diffusion.conditioning import (
+    Conditioning,
+    ConditioningT_co,
+    TextConditioning,
+    as_conditioning,
+)
 from engine.diffusion.cuda_graphs import GraphRunner, cuda_graphs_usable
 from engine.diffusion.device import resolve_device, resolve_dtype
 from engine.diffusion.host import HostTransfer, PendingFrames
@@ -87,7 +92,7 @@ class UnetInputs:
         )
 
 
-class LatentDiffusionPipeline(BaseDiffusionPipeline):
+class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     """A diffusers latent diffusion model (SD 1.x/2.x or SDXL layout) as a frame renderer: the
     driver both kinds share (:class:`SD15Pipeline`, :class:`~engine.diffusion.sdxl.SDXLPipeline`).
 
@@ -572,7 +577,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline):
         return as_conditioning(self.encode_prompt(text))
 
 
-class SD15Pipeline(LatentDiffusionPipeline):
+class SD15Pipeline(LatentDiffusionPipeline[torch.Tensor]):
     """An SD 1.x/2.x-layout diffusers model (or the built-in ``tiny``/``tiny-sd2``) as a frame
     renderer: the ``sd`` kind. Prompt embeddings are plain tensors ``(n, 77, hidden)``."""
 
