@@ -29,7 +29,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,7 @@ def bench_websocket(changes: int, abandoned: int) -> dict[str, Any]:
     with (
         OscServer(store, port=0) as osc,
         OscQueryServer(store, osc_port=osc.port, osc=osc, advertise=False) as server,
-        SimpleUDPClient("127.0.0.1", osc.port) as udp,
+        closing(SimpleUDPClient("127.0.0.1", osc.port)) as udp,
     ):
         url = f"ws://127.0.0.1:{server.http_port}/"
 
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.profiling.profiler import conditions
 
-    results = {
+    results: dict[str, Any] = {
         "benchmark": "web",
         "conditions": conditions()
         | {"aiohttp": aiohttp.__version__, "pillow": PIL.__version__, "paced_fps": FPS},

@@ -66,12 +66,12 @@ def test_shape_mismatch_rejected() -> None:
             sample_rate=22050,
             tempo=0.0,
             beat_frames=np.array([], dtype=np.int64),
-            onset=np.zeros(3),
-            energy=np.zeros(3),
-            chroma_cq=np.zeros((12, 4)),
-            low=np.zeros(3),
-            mid=np.zeros(3),
-            high=np.zeros(3),
+            onset=np.zeros(3, np.float32),
+            energy=np.zeros(3, np.float32),
+            chroma_cq=np.zeros((12, 4), np.float32),
+            low=np.zeros(3, np.float32),
+            mid=np.zeros(3, np.float32),
+            high=np.zeros(3, np.float32),
         )
 
 
@@ -81,7 +81,7 @@ def test_state_at_frame_matches_queries() -> None:
     assert isinstance(s, MusicState)
     assert s.beat and s.beat_count == 3 and s.time == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        MusicState(0, 0.0, 0, 0, False, 0, 0, 0, np.zeros(11))
+        MusicState(0, 0.0, 0, 0, False, 0, 0, 0, np.zeros(11, np.float32))
 
 
 def test_frame_contract() -> None:

@@ -8,15 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from bridge.beats.base import BeatCounter, BeatGrid, BeatReading, fit_grid
+from bridge.beats.base import BeatCounter, BeatGrid, BeatReading, FrameBeat, fit_grid
 from osc_schema.controls import LiveControls
 from osc_schema.schema import BEAT_SOURCES
 
 
-def frames(bpm: float, fps: float, seconds: float, offset: float, quantum: float | None):
+def frames(
+    bpm: float, fps: float, seconds: float, offset: float, quantum: float | None
+) -> list[FrameBeat]:
     """The fields of every frame of a steady timeline that has beat 0 at ``offset`` seconds."""
     counter = BeatCounter()
-    out = []
+    out: list[FrameBeat] = []
     for i in range(int(seconds * fps)):
         position = (i / fps - offset) * bpm / 60.0
         out.append(counter.frame(BeatReading(position, bpm, quantum), 1.0 / fps))

@@ -12,6 +12,7 @@ from bridge.beats.base import BeatReading
 from bridge.beats.synced import SyncedMusic
 from bridge.midi.clock import PPQN, MidiClock
 from bridge.music import FileMusic
+from engine.audio.types import MusicState
 from engine.config import AudioConfig
 from engine.controls import ControlStore
 from osc_schema.schema import BEAT_SOURCE_STATUS
@@ -50,9 +51,9 @@ class Ticking:
             self.next += self.period
 
 
-def run(music: SyncedMusic, seconds: float, ticking: Ticking | None = None) -> list:
+def run(music: SyncedMusic, seconds: float, ticking: Ticking | None = None) -> list[MusicState]:
     """Frames as the daemon asks for them: index from the music clock, one per period."""
-    states = []
+    states: list[MusicState] = []
     music.start()
     try:
         last = -1

@@ -14,7 +14,7 @@ import mido
 import pytest
 
 from bridge.midi.control import MidiControl, binding_toml
-from bridge.midi.mapping import MidiMap, midi_map_from_data, preset_choices
+from bridge.midi.mapping import CcBinding, MidiMap, midi_map_from_data, preset_choices
 from engine.controls import ControlStore
 from engine.errors import ControlError
 from osc_schema.controls import LiveControls
@@ -191,7 +191,7 @@ def test_a_failing_update_is_logged_never_raised(caplog: pytest.LogCaptureFixtur
 
 def test_learn_binds_the_next_cc() -> None:
     r = Recorded()
-    learned = []
+    learned: list[CcBinding] = []
     assert r.control.learn("similarity", learned.append) == "/hamba/similarity"
     assert r.control.learning == "/hamba/similarity"
     cc(r, 21, 10, channel=2)  # this move binds; it does not set a value

@@ -58,7 +58,7 @@ def test_cc_spans_each_controls_schema_range(address: str) -> None:
     assert binding.value(0) == argument.minimum
     assert binding.value(127) == argument.maximum
     middle = binding.value(64)
-    assert argument.minimum < middle < argument.maximum  # type: ignore[operator]
+    assert argument.minimum < middle < argument.maximum
     if argument.tag == "i":
         assert isinstance(middle, int)
     assert binding.position(binding.value(64)) == pytest.approx(64, abs=0.5)

@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
 
 def receive(client: SimpleUDPClient, count: int, timeout: float = 5.0) -> list[OscMessage]:
     """The next ``count`` messages sent to the client's socket."""
-    messages = []
+    messages: list[OscMessage] = []
     deadline = time.monotonic() + timeout
     while len(messages) < count:
         left = deadline - time.monotonic()
@@ -57,7 +56,7 @@ def barrier(client: SimpleUDPClient) -> list[OscMessage]:
     """
     probe = f"{PROBE}/{next(_probe_ids)}"
     client.send_message(probe, [])
-    received = []
+    received: list[OscMessage] = []
     while True:
         (message,) = receive(client, 1)
         if message.address == "/hamba/error" and message.params[0] == probe:
@@ -86,9 +85,9 @@ def example_args(entry: OscAddress, current: tuple[Any, ...] | None) -> list[Any
             high = int(argument.maximum) if argument.maximum is not None else low + 100
             args.append(next(v for v in (low + 5, high, low) if v != now and v <= high))
         else:
-            low = argument.minimum or 0.0
-            high = argument.maximum if argument.maximum is not None else low + 10.0
-            args.append(next(v for v in (round(low + 0.37 * (high - low), 2), high) if v != now))
+            bottom = argument.minimum or 0.0
+            top = argument.maximum if argument.maximum is not None else bottom + 10.0
+            args.append(next(v for v in (round(bottom + 0.37 * (top - bottom), 2), top) if v != now))
     return args
 
 
@@ -102,11 +101,18 @@ def http_get(url: str) -> tuple[int, Any]:
     return status, json.loads(body) if body else None
 
 
-@dataclass(frozen=True)
-class RawPacket:
-    """Any bytes, sendable with python-osc's ``client.send`` (which only reads ``.dgram``)."""
+class RawPacket(OscMessage):
+    """Any bytes, sendable with python-osc's ``client.send`` (which only reads ``.dgram``).
 
-    dgram: bytes
+    An ``OscMessage`` that skips parsing: the bytes may be malformed on purpose.
+    """
+
+    def __init__(self, dgram: bytes) -> None:
+        self._raw = dgram
+
+    @property
+    def dgram(self) -> bytes:
+        return self._raw
 
 
 def music_state(

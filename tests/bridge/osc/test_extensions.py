@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -84,7 +85,7 @@ def test_a_handler_gets_checked_arguments_and_the_sender() -> None:
 
     with OscServer(ControlStore(), port=0) as server:
         server.add_handler(MIDI_LEARN, learn)
-        with SimpleUDPClient("127.0.0.1", server.port) as client:
+        with closing(SimpleUDPClient("127.0.0.1", server.port)) as client:
             client.send_message(MIDI_LEARN, "blend")
             (reply,) = receive(client, 1)
             assert reply.address == "/hamba/midi/learned"

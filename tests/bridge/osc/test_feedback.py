@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -135,7 +136,8 @@ def test_subscribe_and_unsubscribe_over_osc(
     port = port_of(listener)
     client.send_message("/hamba/subscribe", port)
     assert barrier(client) == []
-    assert server.feedback.targets == (("127.0.0.1", port),)
+    subscribed = server.feedback.targets
+    assert subscribed == (("127.0.0.1", port),)
     server.feedback.send_frame(music(7, beat=False), fps=30.0, frame=7)
     assert [m.address for m in read(listener, 5)] == PER_FRAME
     client.send_message("/hamba/unsubscribe", port)
@@ -147,7 +149,7 @@ def test_server_feeds_the_sender_it_was_given(store: ControlStore, listener: soc
     feedback = FeedbackSender()
     with (
         OscServer(store, port=0, feedback=feedback) as server,
-        SimpleUDPClient("127.0.0.1", server.port) as client,
+        closing(SimpleUDPClient("127.0.0.1", server.port)) as client,
     ):
         client.send_message("/hamba/subscribe", port_of(listener))
         barrier(client)

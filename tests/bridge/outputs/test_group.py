@@ -253,7 +253,12 @@ def test_shared_memory_is_written_straight_from_the_published_frame() -> None:
         out.open(8, 8, 30.0)
         copies: list[np.ndarray] = []
         original = out._copy_pixels
-        out._copy_pixels = lambda slot, source: (copies.append(source), original(slot, source))[1]  # type: ignore[method-assign]
+
+        def copy_pixels(slot: np.ndarray, frame: RGBAImage) -> None:
+            copies.append(frame)
+            original(slot, frame)
+
+        out._copy_pixels = copy_pixels  # type: ignore[method-assign]
         out.publish(frame, 0, 0.0)
         assert copies[0] is frame  # one copy: from the frame into the slot
         got = reader.read()

@@ -56,7 +56,7 @@ class Viewer:
             time.sleep(0.02)
             self.receiver.frame_sync.capture_video()
             if (self.video.xres, self.video.yres) == (width, height):
-                data = self.video.get_array()
+                data: np.ndarray = self.video.get_array()
                 if data.size == width * height * 4 and index > 3:
                     return data.reshape(height, width, 4)
         raise AssertionError(f"no {width}x{height} frame within {WAIT_S} s")

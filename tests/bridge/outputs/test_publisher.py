@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_not_an_array_is_refused() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_float_frame_in_unit_range_is_rounded_to_uint8(dtype: type) -> None:
+def test_float_frame_in_unit_range_is_rounded_to_uint8(dtype: type[np.floating[Any]]) -> None:
     values = np.array([0.0, 1 / 255, 0.5, 1.0], dtype=dtype)
     frame = np.broadcast_to(values, (3, 2, 4)).astype(dtype)
     out = validate_frame(frame)
@@ -108,7 +109,9 @@ def test_lifecycle_checks() -> None:
     out.close()  # idempotent
     kinds = [kind for kind, _ in out.calls]
     assert kinds == ["open", "publish", "close"]
-    published, index, time = out.calls[1][1]  # type: ignore[misc]
+    publish = out.calls[1][1]
+    assert isinstance(publish, tuple)
+    published, index, time = publish
     assert (index, time) == (7, 0.25) and published.dtype == np.uint8 and published.max() == 255
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,12 @@ def name() -> Iterator[str]:
     value = f"t{uuid.uuid4().hex[:10]}"
     yield value
     assert not segment_exists(segment_name(value)), "a test left its segment behind"
+
+
+def _buf(segment: SharedMemory) -> memoryview:
+    """The bytes of an attached segment (``buf`` is None only once it is closed)."""
+    assert segment.buf is not None
+    return segment.buf
 
 
 def segment_exists(segment: str) -> bool:
@@ -264,13 +271,13 @@ def test_foreign_segment_is_refused(name: str) -> None:
     segment = segment_name(name)
     foreign = _attach(segment, create=True, size=4096)
     try:
-        foreign.buf[:8] = b"NOTOURS!"
+        _buf(foreign)[:8] = b"NOTOURS!"
         with pytest.raises(OutputError, match=rf"{segment}.*not a hambaMetal frame segment"):
             ShmOutput(name).open(8, 8, 30.0)
         with pytest.raises(OutputError, match=rf"{segment}.*not a hambaMetal"):
             ShmFrameReader(name)
     finally:
-        foreign.buf[:8] = bytes(8)
+        _buf(foreign)[:8] = bytes(8)
         foreign.close()
         with ShmOutput(name) as out:  # an all-zero header counts as an abandoned start-up
             out.open(8, 8, 30.0)
@@ -283,10 +290,10 @@ def test_reader_retries_a_slot_being_rewritten(name: str) -> None:
         out.publish(pattern_frame(0, 8, 8), 0, 0.0)
         raw = _attach(out.segment, create=False)
         try:
-            seq = struct.unpack_from("<Q", raw.buf, HEADER_SIZE)[0]
-            struct.pack_into("<Q", raw.buf, HEADER_SIZE, seq + 1)  # slot 0: "being written"
+            seq = struct.unpack_from("<Q", _buf(raw), HEADER_SIZE)[0]
+            struct.pack_into("<Q", _buf(raw), HEADER_SIZE, seq + 1)  # slot 0: "being written"
             assert reader.read() is None and reader.torn == reader.retries
-            struct.pack_into("<Q", raw.buf, HEADER_SIZE, seq)
+            struct.pack_into("<Q", _buf(raw), HEADER_SIZE, seq)
             got = reader.read()
             assert got is not None and got.index == 0
         finally:
@@ -346,7 +353,7 @@ class _Interrupted(ShmOutput):
 def _slot_seq(segment: str, slot: int, slot_size: int) -> int:
     raw = _attach(segment, create=False)
     try:
-        return int(struct.unpack_from("<Q", raw.buf, HEADER_SIZE + slot * slot_size)[0])
+        return int(struct.unpack_from("<Q", _buf(raw), HEADER_SIZE + slot * slot_size)[0])
     finally:
         raw.close()
 
@@ -355,7 +362,11 @@ def test_a_slot_is_marked_odd_while_the_writer_fills_it(name: str) -> None:
     """The odd mark is what tells a reader to come back later: without it a reader has only
     the checksum (this test fails when the writer's first increment is removed)."""
     seen: list[int] = []
-    out = _Interrupted(name, lambda: seen.append(_slot_seq(out.segment, len(seen) % 3, size)))
+
+    def probe() -> None:
+        seen.append(_slot_seq(out.segment, len(seen) % 3, size))
+
+    out = _Interrupted(name, probe)
     with out:
         out.open(16, 8, 30.0)
         size = _slot_size(16, 8)
@@ -375,7 +386,7 @@ def test_a_copy_torn_behind_a_stable_sequence_is_caught_by_the_checksum(name: st
         try:
             start = HEADER_SIZE + SLOT_HEADER_SIZE
             newer = pattern_frame(1, 16, 8).tobytes()
-            raw.buf[start : start + 64] = newer[:64]  # the first rows of the next frame
+            _buf(raw)[start : start + 64] = newer[:64]  # the first rows of the next frame
             assert reader.read() is None
             assert reader.mismatched == reader.retries == reader.torn
             doc = _doc_reader()  # the documented reader refuses it too
@@ -394,7 +405,7 @@ def test_checksum_covers_index_and_time(name: str) -> None:
         out.publish(pattern_frame(0, 8, 8), 5, 0.5)
         raw = _attach(out.segment, create=False)
         try:
-            struct.pack_into("<q", raw.buf, HEADER_SIZE + 8, 6)  # another index, same pixels
+            struct.pack_into("<q", _buf(raw), HEADER_SIZE + 8, 6)  # another index, same pixels
             assert reader.read() is None and reader.mismatched > 0
         finally:
             raw.close()

@@ -97,13 +97,14 @@ def test_the_page_holds_every_writable_control_and_every_meter(served: OscQueryS
     assert "/hamba/seed" in numbers
     toggles = {a["data-osc"] for t, a in tags if a.get("role") == "switch"}
     assert toggles == {"/hamba/pause", "/hamba/coherence"}
-    choices: dict[str, list[str]] = {}
-    group = ""
+    choices: dict[str | None, list[str]] = {}
+    group: str | None = None
     for t, a in tags:
+        value = a.get("data-value")
         if t == "div" and "choices" in (a.get("class") or "").split():
             group = a["data-osc"]
-        elif t == "button" and a.get("data-value"):
-            choices.setdefault(group, []).append(a["data-value"])
+        elif t == "button" and value:
+            choices.setdefault(group, []).append(value)
     assert choices["/hamba/preset"] == ["fast", "balanced", "quality"]
     texts = {a["data-osc"] for t, a in tags if t == "textarea"}
     assert {"/hamba/prompt", "/hamba/negative_prompt"} | {

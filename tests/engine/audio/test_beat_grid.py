@@ -41,7 +41,7 @@ def test_music_state_bar_fields_default_for_sources_that_do_not_know_the_bar() -
         beat_phase=0.0,
         beat_count=0,
         tempo=120.0,
-        chroma=np.zeros(12),
+        chroma=np.zeros(12, np.float32),
     )
     assert state.bar_phase is None and state.downbeat is False
 
@@ -73,11 +73,11 @@ def test_features_made_without_beat_times_have_none() -> None:
         sample_rate=22050,
         tempo=120.0,
         beat_frames=np.array([0, 2]),
-        onset=np.zeros(n),
-        energy=np.zeros(n),
-        chroma_cq=np.zeros((12, n)),
-        low=np.zeros(n),
-        mid=np.zeros(n),
-        high=np.zeros(n),
+        onset=np.zeros(n, np.float32),
+        energy=np.zeros(n, np.float32),
+        chroma_cq=np.zeros((12, n), np.float32),
+        low=np.zeros(n, np.float32),
+        mid=np.zeros(n, np.float32),
+        high=np.zeros(n, np.float32),
     )
     assert features.beat_times.size == 0

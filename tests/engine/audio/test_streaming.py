@@ -172,7 +172,7 @@ def test_chroma_peaks_at_the_chord_pitch_classes(
 ) -> None:
     states = _stream(chord(notes, 2.0, sr), sr)
 
-    mean = np.mean([s.chroma for s in states[6:]], axis=0)
+    mean = np.stack([s.chroma for s in states[6:]]).mean(axis=0)
     top = {PITCH_CLASSES[i] for i in np.argsort(mean)[::-1][:3]}
     assert top == expected, dict(zip(PITCH_CLASSES, np.round(mean, 2), strict=True))
     assert all(s.chroma.max() == pytest.approx(1.0) for s in states[6:])

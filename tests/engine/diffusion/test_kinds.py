@@ -64,6 +64,7 @@ def test_built_in_models_resolve_by_name_and_say_untrained() -> None:
         assert type(pipeline) is kind_class
         assert pipeline.is_untrained and "untrained" in pipeline.model_label
     sd2 = create_pipeline(*tiny_configs(model="tiny-sd2"))
+    assert isinstance(sd2, SD15Pipeline)
     assert sd2.pipe.scheduler.config.prediction_type == "v_prediction"
     assert sd2.pipe.unet.config.use_linear_projection
 

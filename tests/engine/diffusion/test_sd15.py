@@ -12,7 +12,7 @@ import torch
 from benchmarks.bench_engine import plain_frame
 from engine.diffusion.device import resolve_device, resolve_dtype
 from engine.diffusion.host import NonFiniteFrameError
-from engine.diffusion.sd15 import SD15Pipeline
+from engine.diffusion.sd15 import LatentDiffusionPipeline, SD15Pipeline
 from engine.diffusion.tiny import build_tiny_pipeline
 from engine.errors import ModelError, RenderError
 from tests.engine.diffusion.support import SEED, SIZE, tiny_configs
@@ -21,7 +21,7 @@ Noise = Callable[..., torch.Tensor]
 
 
 @contextmanager
-def unet_batches(pipeline: SD15Pipeline) -> Iterator[list[int]]:
+def unet_batches(pipeline: LatentDiffusionPipeline) -> Iterator[list[int]]:
     """The batch size of every unet call made inside the block (a real forward hook)."""
     batches: list[int] = []
     handle = pipeline.pipe.unet.register_forward_hook(

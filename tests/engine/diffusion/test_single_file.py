@@ -158,7 +158,9 @@ def test_the_packaged_configs_are_the_published_architectures() -> None:
             unet = UNet2DConditionModel.from_config(
                 json.loads((folder / "unet" / "config.json").read_text())
             )
-            encoders = [CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder / "text_encoder")))]
+            encoders: list[torch.nn.Module] = [
+                CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder / "text_encoder")))
+            ]
             if (folder / "text_encoder_2").is_dir():
                 encoders.append(
                     CLIPTextModelWithProjection(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.config import StreamConfig
-from engine.diffusion.sd15 import SD15Pipeline
+from engine.diffusion.sd15 import LatentDiffusionPipeline, SD15Pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import ConfigError, RenderError
 from tests.engine.diffusion.support import SIZE
@@ -19,7 +19,7 @@ from tests.engine.diffusion.test_sd15 import diff, unet_batches
 Noise = Callable[..., torch.Tensor]
 
 
-def stream(base: SD15Pipeline, **settings: object) -> StreamDiffusionPipeline:
+def stream(base: LatentDiffusionPipeline, **settings: object) -> StreamDiffusionPipeline:
     defaults: dict[str, object] = {
         "enable_temporal_coherence": False,
         "enable_similarity_filter": False,

@@ -45,7 +45,8 @@ def state(
 
 def steps(walk: torch.Tensor) -> np.ndarray:
     """Distance between consecutive latents."""
-    return (walk[1:] - walk[:-1]).flatten(1).norm(dim=1).numpy()
+    distances: np.ndarray = (walk[1:] - walk[:-1]).flatten(1).norm(dim=1).numpy()
+    return distances
 
 
 @pytest.mark.parametrize("walk", WALKS)
