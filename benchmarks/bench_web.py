@@ -202,7 +202,8 @@ def bench_websocket(changes: int, abandoned: int) -> dict[str, Any]:
                     started = time.perf_counter()
                     udp.send_message("/hamba/seed", value)
                     data = await asyncio.wait_for(ws.recv(), 5)
-                    assert isinstance(data, bytes) and OscMessage(data).params == [value]
+                    assert isinstance(data, bytes)
+                    assert OscMessage(data).params == [value]
                     samples.append((time.perf_counter() - started) * 1e6)
             return samples
 

@@ -349,7 +349,8 @@ class Daemon:
         return self.stats
 
     def _loop(self) -> None:
-        assert self._music is not None and self._conductor is not None
+        assert self._music is not None
+        assert self._conductor is not None
         music, stats = self._music, self.stats
         fps = self.config.audio.fps
         period = 1.0 / fps
@@ -400,7 +401,8 @@ class Daemon:
 
     def _launch(self, index: int, time_s: float) -> _Launched | None:
         """Plan frame ``index`` and start rendering it; None when that failed (reported)."""
-        assert self._music is not None and self._conductor is not None
+        assert self._music is not None
+        assert self._conductor is not None
         started = time.perf_counter()
         self.stats.last_index = index
         conductor = self._conductor
@@ -416,7 +418,8 @@ class Daemon:
 
     def _finish(self, launched: _Launched) -> None:
         """Wait for a launched frame, publish it, send its feedback, pump the outputs."""
-        assert self._outputs is not None and self._feedback is not None
+        assert self._outputs is not None
+        assert self._feedback is not None
         stats, outputs = self.stats, self._outputs
         waited = time.perf_counter()
         try:
@@ -496,7 +499,8 @@ class Daemon:
 
     def _warm_up(self) -> float:
         """Render two throw-away frames (first-call costs), return the second one's time."""
-        assert self._music is not None and self._conductor is not None
+        assert self._music is not None
+        assert self._conductor is not None
         state = self._music.state_at(0, 0.0)
         elapsed = 0.0
         for _ in range(2):

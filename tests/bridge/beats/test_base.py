@@ -40,7 +40,8 @@ def test_phase_is_zero_on_a_beat_frame_and_rises_to_the_next() -> None:
     for a, b in itertools.pairwise(beats):
         assert fields[a].beat_phase == 0.0
         between = [fields[i].beat_phase for i in range(a, b)]
-        assert between == sorted(between) and between[-1] < 1.0
+        assert between == sorted(between)
+        assert between[-1] < 1.0
         assert fields[b].beat_count == fields[a].beat_count + 1
 
 

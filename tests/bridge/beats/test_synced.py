@@ -94,7 +94,8 @@ def test_the_midi_clock_drives_beat_and_bar_the_music_the_rest(song: FileMusic) 
     assert states[-1].bar_phase is not None
     # 150 BPM: a beat each 0.4 s, in 2 s about 4-5 beat frames (audio would give 4 at 120)
     flagged = [s for s in states if s.beat]
-    assert 4 <= len(flagged) <= 5 and len(beats) == len(flagged)
+    assert 4 <= len(flagged) <= 5
+    assert len(beats) == len(flagged)
     assert any(s.downbeat for s in flagged)
     # energy and chroma still come from the file
     expected = song.state_at(states[10].frame, states[10].time)

@@ -204,7 +204,8 @@ def test_learn_binds_the_next_cc() -> None:
     cc(r, 21, 125, channel=2)
     cc(r, 21, 100, channel=2)
     assert r.values.similarity == pytest.approx(100 / 127, abs=1e-6)
-    assert "cc = 21" in binding_toml(binding) and "channel = 3" in binding_toml(binding)
+    assert "cc = 21" in binding_toml(binding)
+    assert "channel = 3" in binding_toml(binding)
 
 
 def test_learn_replaces_an_existing_binding_of_that_cc() -> None:

@@ -40,7 +40,8 @@ def test_non_contiguous_frame_is_copied_once() -> None:
     big = np.arange(4 * 12 * 4, dtype=np.uint8).reshape(4, 12, 4)
     view = big[:, ::2]
     out = validate_frame(view)
-    assert out.flags.c_contiguous and not np.shares_memory(out, big)
+    assert out.flags.c_contiguous
+    assert not np.shares_memory(out, big)
     np.testing.assert_array_equal(out, view)
     assert validate_frame(out) is out
 
@@ -67,7 +68,9 @@ def test_float_frame_in_unit_range_is_rounded_to_uint8(dtype: type[np.floating[A
     values = np.array([0.0, 1 / 255, 0.5, 1.0], dtype=dtype)
     frame = np.broadcast_to(values, (3, 2, 4)).astype(dtype)
     out = validate_frame(frame)
-    assert out.dtype == np.uint8 and out.flags.c_contiguous and out.shape == (3, 2, 4)
+    assert out.dtype == np.uint8
+    assert out.flags.c_contiguous
+    assert out.shape == (3, 2, 4)
     np.testing.assert_array_equal(out[0, 0], [0, 1, 128, 255])
 
 
@@ -112,7 +115,9 @@ def test_lifecycle_checks() -> None:
     publish = out.calls[1][1]
     assert isinstance(publish, tuple)
     published, index, time = publish
-    assert (index, time) == (7, 0.25) and published.dtype == np.uint8 and published.max() == 255
+    assert (index, time) == (7, 0.25)
+    assert published.dtype == np.uint8
+    assert published.max() == 255
 
 
 def test_outputs_satisfy_the_protocol() -> None:

@@ -124,7 +124,8 @@ def test_segment_name_rules() -> None:
     assert segment_name("hambaMetal") == "hamba_hambaMetal"
     assert segment_name("my show!") == "hamba_my_show_"
     long_a, long_b = segment_name("x" * 40 + "a"), segment_name("x" * 40 + "b")
-    assert len(long_a) == 30 and long_a != long_b
+    assert len(long_a) == 30
+    assert long_a != long_b
     assert re.fullmatch(r"hamba_x{15}_[0-9a-f]{8}", long_a)
     with pytest.raises(OutputError, match="non-empty"):
         segment_name("")
@@ -132,7 +133,9 @@ def test_segment_name_rules() -> None:
 
 def test_round_trip_in_one_process(name: str) -> None:
     reader = ShmFrameReader(name)
-    assert reader.read() is None and not reader.connected  # no writer yet
+    # no writer yet
+    assert reader.read() is None
+    assert not reader.connected
     with ShmOutput(name) as out:
         out.open(64, 48, 25.0)
         assert reader.read() is None  # attached, nothing published
@@ -140,12 +143,17 @@ def test_round_trip_in_one_process(name: str) -> None:
         frame = pattern_frame(3, 64, 48)
         out.publish(frame, 3, 0.12)
         got = reader.read()
-        assert got is not None and got.index == 3 and got.time == 0.12
+        assert got is not None
+        assert got.index == 3
+        assert got.time == 0.12
         np.testing.assert_array_equal(got.image, frame)
-        assert got.image.flags.c_contiguous and got.image.flags.writeable
+        assert got.image.flags.c_contiguous
+        assert got.image.flags.writeable
         assert reader.read(new_only=True) is None  # nothing newer
         assert reader.read() is not None  # the latest again
-    assert reader.read() is None and not reader.connected  # closed: state 2, then gone
+    # closed: state 2, then gone
+    assert reader.read() is None
+    assert not reader.connected
     reader.close()
 
 
@@ -155,7 +163,8 @@ def test_bgra_is_converted_while_copying(name: str) -> None:
         frame = pattern_frame(1, 8, 4)
         out.publish(frame, 0, 0.0)
         got = reader.read()
-        assert reader.pixel_format == "bgra" and got is not None
+        assert reader.pixel_format == "bgra"
+        assert got is not None
         np.testing.assert_array_equal(got.image, frame[..., [2, 1, 0, 3]])
 
 
@@ -202,7 +211,8 @@ def test_five_seconds_flat_out_never_tears(name: str) -> None:
             continue
         intact, stamped_index = read_stamp(frame.image)
         assert intact, f"torn frame at index {frame.index}"
-        assert stamped_index == frame.index and frame.time == frame.index / 1000.0
+        assert stamped_index == frame.index
+        assert frame.time == frame.index / 1000.0
         assert frame.index >= last, f"index went back from {last} to {frame.index}"
         distinct += frame.index != last
         last = frame.index
@@ -213,7 +223,8 @@ def test_five_seconds_flat_out_never_tears(name: str) -> None:
         f"writer published {published}, reader checked {reads} reads of {distinct} frames, "
         f"{reader.torn} torn reads retried"
     )
-    assert distinct >= 50 and last < published
+    assert distinct >= 50
+    assert last < published
     assert not segment_exists(segment_name(name))  # the writer closed: segment unlinked
 
 
@@ -292,18 +303,22 @@ def test_reader_retries_a_slot_being_rewritten(name: str) -> None:
         try:
             seq = struct.unpack_from("<Q", _buf(raw), HEADER_SIZE)[0]
             struct.pack_into("<Q", _buf(raw), HEADER_SIZE, seq + 1)  # slot 0: "being written"
-            assert reader.read() is None and reader.torn == reader.retries
+            assert reader.read() is None
+            assert reader.torn == reader.retries
             struct.pack_into("<Q", _buf(raw), HEADER_SIZE, seq)
             got = reader.read()
-            assert got is not None and got.index == 0
+            assert got is not None
+            assert got.index == 0
         finally:
             raw.close()
 
 
 def test_registry_builds_the_shm_output(name: str) -> None:
     out = create_output("shm", name=name, slots=4)
-    assert isinstance(out, ShmOutput) and ShmFrameWriter is ShmOutput
-    assert out.name == f"shm:hamba_{name}" and out.slots == 4
+    assert isinstance(out, ShmOutput)
+    assert ShmFrameWriter is ShmOutput
+    assert out.name == f"shm:hamba_{name}"
+    assert out.slots == 4
 
 
 def _doc_reader() -> dict[str, Any]:
@@ -372,7 +387,8 @@ def test_a_slot_is_marked_odd_while_the_writer_fills_it(name: str) -> None:
         size = _slot_size(16, 8)
         for index in range(4):
             out.publish(pattern_frame(index, 16, 8), index, index / 30.0)
-    assert seen and all(seq % 2 == 1 for seq in seen), seen
+    assert seen
+    assert all(seq % 2 == 1 for seq in seen), seen
 
 
 def test_a_copy_torn_behind_a_stable_sequence_is_caught_by_the_checksum(name: str) -> None:
@@ -395,7 +411,8 @@ def test_a_copy_torn_behind_a_stable_sequence_is_caught_by_the_checksum(name: st
             raw.close()
         out.publish(pattern_frame(2, 16, 8), 2, 2 / 30.0)
         got = reader.read()
-        assert got is not None and got.index == 2
+        assert got is not None
+        assert got.index == 2
         np.testing.assert_array_equal(got.image, pattern_frame(2, 16, 8))
 
 
@@ -406,6 +423,7 @@ def test_checksum_covers_index_and_time(name: str) -> None:
         raw = _attach(out.segment, create=False)
         try:
             struct.pack_into("<q", _buf(raw), HEADER_SIZE + 8, 6)  # another index, same pixels
-            assert reader.read() is None and reader.mismatched > 0
+            assert reader.read() is None
+            assert reader.mismatched > 0
         finally:
             raw.close()

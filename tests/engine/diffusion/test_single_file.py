@@ -55,7 +55,8 @@ def test_a_checkpoint_in_the_original_layout_loads_offline_and_renders_the_same(
     frames = loaded.generate_batch(noise(1), cond)
     expected = reference.generate_batch(noise(1), reference.encode_prompt("abstract light"))
     assert int(np.abs(frames.astype(int) - expected).max()) <= 1
-    assert not loaded.is_untrained and loaded.model_label == str(checkpoint)
+    assert not loaded.is_untrained
+    assert loaded.model_label == str(checkpoint)
 
 
 def fake_checkpoint(path: Path, tensors: dict[str, tuple[int, ...]]) -> Path:
