@@ -409,7 +409,7 @@ class Daemon:
         try:
             state = self._music.state_at(index, time_s)
             pending = conductor.launch(conductor.plan(state, index))
-        except Exception as exc:  # any failure of one frame: the show goes on
+        except Exception as exc:  # noqa: BLE001 - any failure of one frame: the show goes on
             self._frame_failed(index, exc)
             if self._outputs is not None:
                 self._outputs.pump()
@@ -424,7 +424,7 @@ class Daemon:
         waited = time.perf_counter()
         try:
             frame = launched.pending.wait()
-        except Exception as exc:  # e.g. NaN in the model's output: never published
+        except Exception as exc:  # noqa: BLE001 - e.g. NaN in the model's output: never published
             self._frame_failed(launched.index, exc)
             outputs.pump()
             return

@@ -65,5 +65,5 @@ def learn_over_osc(control: str, daemon: str, *, timeout: float = 30.0) -> str:
 def _messages(data: bytes) -> list[tuple[str, list[object]]]:
     try:
         return [(m.message.address, list(m.message.params)) for m in OscPacket(data).messages]
-    except Exception:  # not OSC: not the daemon's answer
+    except Exception:  # noqa: BLE001 - not OSC (python-osc raises more than ParseError on garbage)
         return []

@@ -253,7 +253,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         embeds = self.encode_prompt("")
         try:
             self.render(latents, embeds)
-        except Exception as exc:  # any compiler or capture failure
+        except Exception as exc:  # noqa: BLE001 - any compiler or capture failure: run eagerly
             log.warning("fast path unavailable on %s, running eagerly: %s", self.device, exc)
             self._frame_step = self._frame
             self._graphs = None
@@ -325,7 +325,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
                     x0, rgba, finite = self._graphs(*args)
                     pending = self._host.launch(rgba, reused=True, finite=finite)
                     return PendingRender(pending, x0.clone())
-                except Exception as exc:  # capture failures vary by driver
+                except Exception as exc:  # noqa: BLE001 - capture failures vary by driver
                     log.warning("cuda graph capture failed, running eagerly: %s", exc)
                     self._graphs = None
             x0, rgba, finite = self._frame_step(*args)

@@ -106,7 +106,7 @@ def test_recording_is_thread_safe() -> None:
         while not writers_done.is_set():
             try:
                 prof.summary()
-            except BaseException as exc:  # collected: an error in a thread would be lost
+            except BaseException as exc:  # noqa: BLE001 - collected: lost in a thread otherwise
                 read_errors.append(exc)
                 return
 
