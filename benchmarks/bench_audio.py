@@ -82,7 +82,7 @@ def conditions() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "librosa": librosa.__version__,
+        "librosa": librosa.version.version,  # its stubs leave __version__ out
         "soundfile": soundfile.__version__,
     }
 

@@ -398,7 +398,7 @@ def osc_latency(rig: Rig, trials: int, spacing_s: float, seed: int = 3) -> dict[
                 rig.outputs.publish(frame.image, frame.index, frame.time)
                 records.append((request.controls, time.perf_counter()))
                 k += 1
-        except BaseException as exc:  # reported by the caller, not lost in the thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller, not lost in the thread
             failures.append(exc)
 
     rig.conductor.reset()

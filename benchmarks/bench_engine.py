@@ -26,12 +26,16 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from engine.diffusion.sd15 import SD15Pipeline
 
 RESULTS = Path(__file__).parent / "results"
 PROMPT = "abstract flowing liquid light, vivid colors, high detail"
@@ -48,27 +52,86 @@ def run(
     seed: int = 42,
 ) -> dict[str, Any]:
     """Time every method for ``rounds`` alternating rounds; fps, per-frame times, ratios."""
-    from engine.config import DiffusionConfig, InferenceConfig
-    from engine.diffusion.sd15 import SD15Pipeline
-    from engine.diffusion.tiny import TINY_LABEL, build_tiny_pipeline
+    from engine.diffusion.tiny import TINY_LABEL
 
     if frames_per_round % batch:
         raise ValueError(f"frames_per_round ({frames_per_round}) must be a multiple of batch")
-    engine = SD15Pipeline(
-        DiffusionConfig(model="tiny", device=device, seed=seed),
-        InferenceConfig(height=size, width=size, num_inference_steps=steps),
-    )
-    engine.load_model()
-    untraced = SD15Pipeline(engine.diffusion_config, engine.inference_config)
-    untraced.load_model()
-    eager_calls = _CallCounter()
-    untraced.pipe.unet.register_forward_pre_hook(eager_calls)
-    # the baseline gets its own copy of the same weights, untouched by the engine's set-up
-    plain = build_tiny_pipeline(seed, size, size).to(engine.device)
-    plain.set_progress_bar_config(disable=True)
+    sides = _Sides.build(size, steps, device, seed)
+    engine = sides.engine
     embeds = engine.encode_prompt(PROMPT)
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn(frames_per_round, *engine.get_latent_shape()[1:], generator=generator)
+    methods = _methods(sides, embeds, latents, steps=steps, batch=batch)
+    for method in methods.values():  # warm-up: allocator, kernels, lazy inits
+        method()
+    load_before = load_average()
+    seconds = _timed_rounds(methods, rounds)
+    load_after = load_average()
+    figures = _figures(seconds, frames_per_round)
+    return {
+        "benchmark": "engine offline path vs plain diffusers __call__ per frame",
+        "model": TINY_LABEL,
+        "methods": figures,
+        **_ratios(figures, list(methods)),
+        "traced_unet_signatures": engine.traced_unet_signatures,
+        "untraced_unet_eager_calls": sides.eager_calls.calls,
+        "conditions": {
+            "device": str(engine.device),
+            "dtype": str(engine.dtype),
+            "size": f"{size}x{size}",
+            "steps": steps,
+            "batch": batch,
+            "rounds": rounds,
+            "frames_per_round": frames_per_round,
+            "scheduler": type(engine.pipe.scheduler).__name__,
+            "channels_last": engine.diffusion_config.channels_last,
+            "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            **versions(),
+        },
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class _Sides:
+    """What is compared: the engine, the engine with its unet watched (so run eagerly), and a
+    plain diffusers pipeline with its own copy of the same weights."""
+
+    engine: SD15Pipeline
+    untraced: SD15Pipeline
+    eager_calls: _CallCounter
+    plain: Any
+
+    @classmethod
+    def build(cls, size: int, steps: int, device: str, seed: int) -> _Sides:
+        from engine.config import DiffusionConfig, InferenceConfig
+        from engine.diffusion.sd15 import SD15Pipeline
+        from engine.diffusion.tiny import build_tiny_pipeline
+
+        engine = SD15Pipeline(
+            DiffusionConfig(model="tiny", device=device, seed=seed),
+            InferenceConfig(height=size, width=size, num_inference_steps=steps),
+        )
+        engine.load_model()
+        untraced = SD15Pipeline(engine.diffusion_config, engine.inference_config)
+        untraced.load_model()
+        eager_calls = _CallCounter()
+        untraced.pipe.unet.register_forward_pre_hook(eager_calls)
+        # the baseline gets its own copy of the same weights, untouched by the engine's set-up
+        plain = build_tiny_pipeline(seed, size, size).to(engine.device)
+        plain.set_progress_bar_config(disable=True)
+        return cls(engine, untraced, eager_calls, plain)
+
+
+def _methods(
+    sides: _Sides, embeds: torch.Tensor, latents: torch.Tensor, *, steps: int, batch: int
+) -> dict[str, Callable[[], None]]:
+    """Each method renders ``latents`` once, frame by frame or ``batch`` at a time; the order
+    is the order of the results (``_ratios`` reads it)."""
+    frames_per_round = latents.shape[0]
+    engine, plain = sides.engine, sides.plain
 
     def engine_batched() -> None:
         for start in range(0, frames_per_round, batch):
@@ -88,66 +151,53 @@ def run(
 
         return frames
 
-    methods: dict[str, Callable[[], None]] = {
+    return {
         f"engine generate_batch (batch {batch})": engine_batched,
         "engine generate_batch (batch 1)": single(engine),
         "diffusers __call__ (prompt)": plain_call(prompt=PROMPT),
         "diffusers __call__ (prompt_embeds)": plain_call(prompt_embeds=embeds),
-        "engine generate_batch (batch 1, unet untraced)": single(untraced),
+        "engine generate_batch (batch 1, unet untraced)": single(sides.untraced),
     }
-    for method in methods.values():  # warm-up: allocator, kernels, lazy inits
-        method()
+
+
+def _timed_rounds(methods: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each method in each round; methods alternate within every round, so that
+    load from other processes falls on all of them alike."""
     seconds: dict[str, list[float]] = {name: [] for name in methods}
-    load_before = load_average()
     with torch.inference_mode():
         for _ in range(rounds):
             for name, method in methods.items():
                 start = time.perf_counter()
                 method()
                 seconds[name].append(time.perf_counter() - start)
-    load_after = load_average()
-    total_frames = rounds * frames_per_round
-    figures: dict[str, dict[str, Any]] = {
-        name: {
+    return seconds
+
+
+def _figures(seconds: dict[str, list[float]], frames_per_round: int) -> dict[str, dict[str, Any]]:
+    """fps and per-frame times of each method, over all rounds and in its median round."""
+    figures: dict[str, dict[str, Any]] = {}
+    for name, times in seconds.items():
+        total_frames = len(times) * frames_per_round
+        figures[name] = {
             "fps": total_frames / sum(times),
             "ms_per_frame": 1000 * sum(times) / total_frames,
             "ms_per_frame_median_round": 1000 * statistics.median(times) / frames_per_round,
             "round_seconds": times,
         }
-        for name, times in seconds.items()
-    }
-    names = list(methods)
-    baseline = figures[names[2]]["fps"]
+    return figures
+
+
+def _ratios(figures: dict[str, dict[str, Any]], names: list[str]) -> dict[str, float]:
+    """The headline ratios, ``names`` in the order ``_methods`` gives them."""
+    batched, single, call, call_embeds, untraced = (figures[name] for name in names)
     return {
-        "benchmark": "engine offline path vs plain diffusers __call__ per frame",
-        "model": TINY_LABEL,
-        "methods": figures,
-        "ratio_engine_batched_vs_call": figures[names[0]]["fps"] / baseline,
-        "ratio_engine_single_vs_call": figures[names[1]]["fps"] / baseline,
-        "ratio_engine_batched_vs_call_with_embeds": figures[names[0]]["fps"]
-        / figures[names[3]]["fps"],
+        "ratio_engine_batched_vs_call": batched["fps"] / call["fps"],
+        "ratio_engine_single_vs_call": single["fps"] / call["fps"],
+        "ratio_engine_batched_vs_call_with_embeds": batched["fps"] / call_embeds["fps"],
         # medians of rounds shrug off bursts of load from other processes
-        "ratio_engine_batched_vs_call_median_round": figures[names[2]]["ms_per_frame_median_round"]
-        / figures[names[0]]["ms_per_frame_median_round"],
-        "ratio_trace_gain_batch_1": figures[names[1]]["fps"] / figures[names[4]]["fps"],
-        "traced_unet_signatures": engine.traced_unet_signatures,
-        "untraced_unet_eager_calls": eager_calls.calls,
-        "conditions": {
-            "device": str(engine.device),
-            "dtype": str(engine.dtype),
-            "size": f"{size}x{size}",
-            "steps": steps,
-            "batch": batch,
-            "rounds": rounds,
-            "frames_per_round": frames_per_round,
-            "scheduler": type(engine.pipe.scheduler).__name__,
-            "channels_last": engine.diffusion_config.channels_last,
-            "torch_threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-            "load_average_before": load_before,
-            "load_average_after": load_after,
-            **versions(),
-        },
+        "ratio_engine_batched_vs_call_median_round": call["ms_per_frame_median_round"]
+        / batched["ms_per_frame_median_round"],
+        "ratio_trace_gain_batch_1": single["fps"] / untraced["fps"],
     }
 
 

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -274,6 +274,7 @@ def run(
 
     device = torch.device("cpu" if smoke else "cuda")
     dtype = torch.float32 if smoke else torch.float16
+    precision: Literal["float32", "float16"] = "float32" if smoke else "float16"
     size = 64 if smoke else 512
     if smoke:
         frames = min(frames, 10)
@@ -283,7 +284,7 @@ def run(
 
     def engine_for(steps: int = 1, **settings: Any) -> SD15Pipeline:
         diffusion = DiffusionConfig(
-            model="given", device=str(device), dtype=str(dtype).removeprefix("torch."), **settings
+            model="given", device=str(device), dtype=precision, **settings
         )
         config = inference.model_copy(update={"num_inference_steps": steps})
         engine = SD15Pipeline(diffusion, config, pipe=pipe, label=label)

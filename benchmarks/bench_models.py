@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -104,7 +104,7 @@ def build_pipeline(
     from engine.diffusion.tiny import build_tiny_pipeline, few_step_scheduler
 
     if arch.family in SMOKE:
-        vae_kind = "kl" if full_vae else "tiny"
+        vae_kind: Literal["kl", "tiny"] = "kl" if full_vae else "tiny"
         return build_tiny_pipeline(0, arch.size, arch.size, name=arch.family, vae=vae_kind)
     folder = CONFIGS / ("sd2" if arch.family == "sdxs" else arch.family)
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
@@ -153,7 +153,7 @@ def parameters(pipe: Any, arch: Architecture) -> dict[str, Any]:
     encoders = [
         e for e in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if e is not None
     ]
-    counts = {
+    counts: dict[str, Any] = {
         "unet": count(pipe.unet),
         "text_encoders": [count(e) for e in encoders],
         "decoder": count(pipe.vae),

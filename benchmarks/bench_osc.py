@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def reply_latency(rounds: int) -> dict[str, float]:
     logging.getLogger("bridge.osc.server").setLevel(logging.ERROR)  # the rejections are the point
     with (
         OscServer(ControlStore(), port=0) as server,
-        SimpleUDPClient("127.0.0.1", server.port) as client,
+        closing(SimpleUDPClient("127.0.0.1", server.port)) as client,
     ):
         samples = []
         for _ in range(rounds):
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     # imported here: it brings torch, which the burst helper (used by a test) does not need
     from engine.profiling.profiler import conditions
 
-    results = {
+    results: dict[str, Any] = {
         "benchmark": "osc",
         "conditions": conditions(),
         "handle_packet": handle_rate(20_000),

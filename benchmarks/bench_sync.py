@@ -48,7 +48,9 @@ class ReadyMusic:
     can_look_ahead = True
 
     def __init__(self) -> None:
-        self._state = MusicState(0, 0.0, 0.5, 0.1, False, 0.0, 0, 120.0, np.zeros(12))
+        self._state = MusicState(
+            0, 0.0, 0.5, 0.1, False, 0.0, 0, 120.0, np.zeros(12, np.float32)
+        )
         self._start = time.monotonic()
 
     def start(self) -> None:
@@ -104,7 +106,11 @@ def state_at_cost(frames: int) -> dict[str, Any]:
         store.set("beat_source", name)
         synced = SyncedMusic(music, store, FPS, sources)
         synced.start()
-        results[name] = per_call_us(lambda i, s=synced: s.state_at(i, i / FPS), frames)
+
+        def state_at(i: int, s: SyncedMusic = synced) -> MusicState:
+            return s.state_at(i, i / FPS)
+
+        results[name] = per_call_us(state_at, frames)
         synced.stop()
     results["feedback_beat_source"] = per_call_us(lambda _i: synced.feedback_values(), frames)
     results["feedback_link"] = per_call_us(lambda _i: link.feedback_values(), frames)
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from engine.profiling.profiler import conditions
 
-    results = {
+    results: dict[str, Any] = {
         "benchmark": "sync",
         "conditions": conditions(),
         "state_at": state_at_cost(args.frames),

@@ -29,7 +29,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,7 @@ def bench_websocket(changes: int, abandoned: int) -> dict[str, Any]:
     with (
         OscServer(store, port=0) as osc,
         OscQueryServer(store, osc_port=osc.port, osc=osc, advertise=False) as server,
-        SimpleUDPClient("127.0.0.1", osc.port) as udp,
+        closing(SimpleUDPClient("127.0.0.1", osc.port)) as udp,
     ):
         url = f"ws://127.0.0.1:{server.http_port}/"
 
@@ -202,7 +202,8 @@ def bench_websocket(changes: int, abandoned: int) -> dict[str, Any]:
                     started = time.perf_counter()
                     udp.send_message("/hamba/seed", value)
                     data = await asyncio.wait_for(ws.recv(), 5)
-                    assert isinstance(data, bytes) and OscMessage(data).params == [value]
+                    assert isinstance(data, bytes)
+                    assert OscMessage(data).params == [value]
                     samples.append((time.perf_counter() - started) * 1e6)
             return samples
 
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.profiling.profiler import conditions
 
-    results = {
+    results: dict[str, Any] = {
         "benchmark": "web",
         "conditions": conditions()
         | {"aiohttp": aiohttp.__version__, "pillow": PIL.__version__, "paced_fps": FPS},

@@ -349,12 +349,10 @@ class Daemon:
         return self.stats
 
     def _loop(self) -> None:
-        assert self._music is not None and self._conductor is not None
+        assert self._music is not None
+        assert self._conductor is not None
         music, stats = self._music, self.stats
         fps = self.config.audio.fps
-        period = 1.0 / fps
-        duration = self.options.duration
-        pipelined = self.options.pipelined
         self._latency = self._warm_up()  # running estimate of plan-to-publish time
         # what set-up made (the model, the libraries) stays: frozen, a full collection does not
         # walk it again mid-show (one took over 100 ms here); unfrozen in close()
@@ -365,49 +363,73 @@ class Daemon:
         music.start()
         while not self.stop_event.is_set():
             now = music.clock()
-            if (duration is not None and now >= duration) or music.finished():
+            if self._ended(now):
                 break
             ahead = min(self._latency, _MAX_LOOK_AHEAD) if music.can_look_ahead else 0.0
             index = int((now + ahead) * fps)
             if index <= stats.last_index:
-                # too early for the next frame: publish the one in flight as soon as it is
-                # ready, else sleep until the next is due (less the look-ahead)
-                if in_flight is not None and in_flight.pending.ready():
-                    self._finish(in_flight)
-                    in_flight = None
-                    continue
-                due = (stats.last_index + 1) * period - ahead
-                wait = max(0.0, min(due - now, period))
-                if in_flight is not None:
-                    wait = min(wait, _POLL_S)
-                self.stop_event.wait(wait)
-                continue
-            if stats.last_index >= 0:
-                stats.dropped += index - stats.last_index - 1
-            launched = self._launch(index, index * period)
-            # frame n is finished (waited for, published) only once n + 1 is on its way
-            if in_flight is not None:
-                self._finish(in_flight)
-                in_flight = None
-            if launched is not None:
-                if pipelined and not launched.pending.ready():
-                    in_flight = launched
-                else:
-                    self._finish(launched)
+                in_flight = self._wait_for_next(now, ahead, in_flight)
+            else:
+                in_flight = self._advance(index, in_flight)
         if in_flight is not None:
             self._finish(in_flight)
         self._print_status(final=True)
 
+    @property
+    def _period(self) -> float:
+        """Seconds per frame at the configured rate."""
+        return 1.0 / self.config.audio.fps
+
+    def _ended(self, now: float) -> bool:
+        """The run is over: its duration has passed, or the music has finished."""
+        assert self._music is not None
+        duration = self.options.duration
+        return (duration is not None and now >= duration) or self._music.finished()
+
+    def _wait_for_next(
+        self, now: float, ahead: float, in_flight: _Launched | None
+    ) -> _Launched | None:
+        """Too early for the next frame: publish the one in flight as soon as it is ready, else
+        sleep until the next is due (less the look-ahead); the frame still in flight after."""
+        if in_flight is not None and in_flight.pending.ready():
+            self._finish(in_flight)
+            return None
+        period = self._period
+        due = (self.stats.last_index + 1) * period - ahead
+        wait = max(0.0, min(due - now, period))
+        if in_flight is not None:
+            wait = min(wait, _POLL_S)
+        self.stop_event.wait(wait)
+        return in_flight
+
+    def _advance(self, index: int, in_flight: _Launched | None) -> _Launched | None:
+        """Launch frame ``index`` (the frames skipped to reach it count as dropped) and finish
+        the one in flight; the new frame stays in flight while pipelined and not yet ready."""
+        stats = self.stats
+        if stats.last_index >= 0:
+            stats.dropped += index - stats.last_index - 1
+        launched = self._launch(index, index * self._period)
+        # frame n is finished (waited for, published) only once n + 1 is on its way
+        if in_flight is not None:
+            self._finish(in_flight)
+        if launched is None:
+            return None
+        if self.options.pipelined and not launched.pending.ready():
+            return launched
+        self._finish(launched)
+        return None
+
     def _launch(self, index: int, time_s: float) -> _Launched | None:
         """Plan frame ``index`` and start rendering it; None when that failed (reported)."""
-        assert self._music is not None and self._conductor is not None
+        assert self._music is not None
+        assert self._conductor is not None
         started = time.perf_counter()
         self.stats.last_index = index
         conductor = self._conductor
         try:
             state = self._music.state_at(index, time_s)
             pending = conductor.launch(conductor.plan(state, index))
-        except Exception as exc:  # any failure of one frame: the show goes on
+        except Exception as exc:  # noqa: BLE001 - any failure of one frame: the show goes on
             self._frame_failed(index, exc)
             if self._outputs is not None:
                 self._outputs.pump()
@@ -416,12 +438,13 @@ class Daemon:
 
     def _finish(self, launched: _Launched) -> None:
         """Wait for a launched frame, publish it, send its feedback, pump the outputs."""
-        assert self._outputs is not None and self._feedback is not None
+        assert self._outputs is not None
+        assert self._feedback is not None
         stats, outputs = self.stats, self._outputs
         waited = time.perf_counter()
         try:
             frame = launched.pending.wait()
-        except Exception as exc:  # e.g. NaN in the model's output: never published
+        except Exception as exc:  # noqa: BLE001 - e.g. NaN in the model's output: never published
             self._frame_failed(launched.index, exc)
             outputs.pump()
             return
@@ -496,7 +519,8 @@ class Daemon:
 
     def _warm_up(self) -> float:
         """Render two throw-away frames (first-call costs), return the second one's time."""
-        assert self._music is not None and self._conductor is not None
+        assert self._music is not None
+        assert self._conductor is not None
         state = self._music.state_at(0, 0.0)
         elapsed = 0.0
         for _ in range(2):

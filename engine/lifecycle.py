@@ -69,7 +69,7 @@ def close_concurrently(
     def run(name: str, step: Callable[[], None]) -> None:
         try:
             step()
-        except Exception as exc:  # one part failing to close must not stop the others
+        except Exception as exc:  # noqa: BLE001 - one part failing to close must not stop the others
             log.error("closing %s failed: %s: %s", name, type(exc).__name__, exc)
 
     threads = [

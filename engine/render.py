@@ -223,12 +223,13 @@ class Conductor:
         *,
         frames: Sequence[int] | None = None,
         batch_size: int | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> Iterator[Frame]:
         """Render a whole song (or the given frame indices) in order, from a clean state.
 
         Frames are planned one by one (the same path as live) and rendered ``batch_size`` at a
         time (default ``inference.batch_size``); the same seed gives the same frames.
+        ``progress`` hears how many frames each batch added (a progress bar's ``update``).
         """
         self.reset()
         indices = list(range(features.num_frames) if frames is None else frames)
@@ -242,7 +243,7 @@ class Conductor:
         *,
         warmup_from: int | None = None,
         batch_size: int | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> Iterator[Frame]:
         """Frames ``start`` to ``stop - 1`` of a song, as near the whole-song render as can be.
 
@@ -271,7 +272,7 @@ class Conductor:
         features: AudioFeatures,
         indices: Sequence[int],
         batch_size: int | None,
-        progress: Callable[[int], None] | None,
+        progress: Callable[[int], object] | None,
         *,
         keep_from: int = 0,
     ) -> Iterator[Frame]:

@@ -218,7 +218,9 @@ def _property(props: ET.Element, kind: str, key: str, value: Any) -> None:
         holder.text = str(int(value) if isinstance(value, bool) else value)
 
 
-def _value(values: ET.Element, key: str, default: Any) -> None:
+def _value(node: ET.Element, key: str, default: Any) -> None:
+    values = node.find("values")
+    assert values is not None
     holder = _sub(values, "value")
     _sub(holder, "key", key)
     _sub(holder, "locked", 0)
@@ -289,12 +291,11 @@ def _node(
 def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port: int) -> None:
     frame = (_MARGIN, y, _WIDTH - 2 * _MARGIN, _ROW - 8)
     first = entry.arguments[0] if entry.arguments else None
-    values = lambda node: node.find("values")  # noqa: E731
     default = entry.default[0] if entry.default else None
     out = entry.direction == "out"
     if entry.address in (SUBSCRIBE, UNSUBSCRIBE):
         node = _node(parent, "BUTTON", entry.address, frame, buttonType=0)
-        _value(values(node), "x", 0)
+        _value(node, "x", 0)
         _message(
             node,
             entry.address,
@@ -312,7 +313,7 @@ def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port:
             button = _node(
                 children, "BUTTON", choice, (i * width, 0, width - 8, frame[3]), buttonType=0
             )
-            _value(values(button), "x", 0)
+            _value(button, "x", 0)
             _message(
                 button,
                 entry.address,
@@ -334,7 +335,7 @@ def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port:
                 (i * width, 0, width - 4, frame[3]),
                 interactive=False,
             )
-            _value(values(fader), "x", 0)
+            _value(fader, "x", 0)
             arguments = [
                 (
                     "VALUE" if j == i else "CONSTANT",
@@ -351,7 +352,7 @@ def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port:
     elif first is not None and first.tag in "fi" and first.maximum is not None:
         low, high = first.minimum or 0.0, first.maximum
         node = _node(parent, "FADER", entry.address, frame, orientation=1, interactive=not out)
-        _value(values(node), "x", round(_normalised(first, default or low), 6))
+        _value(node, "x", round(_normalised(first, default or low), 6))
         _message(
             node,
             entry.address,
@@ -362,7 +363,7 @@ def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port:
         )
     elif first is not None and first.tag == "T":
         node = _node(parent, "BUTTON", entry.address, frame, buttonType=1)
-        _value(values(node), "x", int(bool(default)))
+        _value(node, "x", int(bool(default)))
         _message(
             node,
             entry.address,
@@ -374,7 +375,7 @@ def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port:
     else:
         # strings and open numbers: TouchOSC has no text entry, so a label shows the value
         node = _node(parent, "LABEL", entry.address, frame, interactive=False)
-        _value(values(node), "text", default if default is not None else "")
+        _value(node, "text", default if default is not None else "")
         _message(
             node,
             entry.address,

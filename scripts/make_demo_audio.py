@@ -8,6 +8,7 @@ each) move the chroma; the kick on every beat gives the beat tracker an unambigu
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ Signal = npt.NDArray[np.float64]
 
 
 def _hz(midi: int) -> float:
-    return 440.0 * 2.0 ** ((midi - 69) / 12.0)
+    return 440.0 * math.pow(2.0, (midi - 69) / 12.0)
 
 
 def _kick(sr: int) -> Signal:

@@ -55,7 +55,8 @@ def test_missing_system_packages_fail_under_ci(tmp_path: Path) -> None:
     counts = [int(n) for n in re.findall(r"(\d+) (?:failed|errors?)\b", result.stdout)]
     assert sum(counts) == 2, result.stdout[-3000:]  # a fixture's failure is an error
     assert "skipped" not in result.stdout
-    assert "liblo-tools" in result.stdout and "libportaudio2" in result.stdout
+    assert "liblo-tools" in result.stdout
+    assert "libportaudio2" in result.stdout
 
 
 @pytest.mark.parametrize(

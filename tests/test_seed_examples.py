@@ -154,7 +154,8 @@ def quiet_profiler() -> Iterator[None]:
 def _check_frames(frames: list[npt.NDArray[np.uint8]], count: int) -> None:
     assert len(frames) == count
     for frame in frames:
-        assert frame.shape == (64, 64, 4) and frame.dtype == np.uint8
+        assert frame.shape == (64, 64, 4)
+        assert frame.dtype == np.uint8
     # the music moves the picture: not every frame is the first one
     assert any(not np.array_equal(frame, frames[0]) for frame in frames[1:])
 
@@ -166,7 +167,8 @@ def test_the_seeds_offline_video_example_runs_as_written(
 
     _check_frames(frames, count=round(config.audio.fps))
     summary = capsys.readouterr().out
-    assert "generate_batch" in summary and "prompt_interpolation" in summary
+    assert "generate_batch" in summary
+    assert "prompt_interpolation" in summary
     exported = json.loads((tmp_path / "profile.json").read_text())
     assert "generate_batch" in json.dumps(exported["stages"])
 

@@ -103,7 +103,7 @@ class SyncedMusic:
         if name != "audio":
             try:
                 state = self._from_source(state, self._sources[name], wall)
-            except Exception as exc:  # a beat source's failure costs the beat, not the show
+            except Exception as exc:  # noqa: BLE001 - a beat source's failure costs the beat, not the show
                 self._throttle.log(
                     logging.WARNING, "beat source %s failed: %s", name, exc, exc_info=True
                 )

@@ -232,5 +232,5 @@ class LinkSession:
         while not self._stop.wait(POLL_SECONDS):
             try:
                 self.step()
-            except Exception as exc:  # a bad poll must not end the session
+            except Exception as exc:  # noqa: BLE001 - a bad poll must not end the session
                 self._throttle.log(logging.WARNING, "link: poll failed: %s", exc, exc_info=True)

@@ -113,7 +113,7 @@ class MidiControl:
                 self._program(message.channel + 1, message.program)
         except ControlError as exc:
             self._throttle.warning("midi: %s", exc)
-        except Exception as exc:  # a bug must not reach rtmidi's thread
+        except Exception as exc:  # noqa: BLE001 - a bug must not reach rtmidi's thread
             self._throttle.log(logging.ERROR, "midi: %s failed: %s", message, exc, exc_info=True)
 
     # -- learn ------------------------------------------------------------------------------

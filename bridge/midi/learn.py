@@ -50,7 +50,11 @@ def learn_over_osc(control: str, daemon: str, *, timeout: float = 30.0) -> str:
                 address, params = timed
                 if address == MIDI_LEARNED and len(params) == 3:
                     bound, channel, cc = params
-                    return binding_toml(CcBinding(cc=cc, control=bound, channel=channel))
+                    # the daemon's values, validated as a mapping file's would be
+                    binding = CcBinding.model_validate(
+                        {"cc": cc, "control": bound, "channel": channel}
+                    )
+                    return binding_toml(binding)
                 if address == ERROR and len(params) == 2 and params[0] == MIDI_LEARN:
                     raise ControlError(f"the daemon at {daemon} refused: {params[1]}")
         # nothing came: cancel, so a later knob move is not bound by surprise
@@ -61,5 +65,5 @@ def learn_over_osc(control: str, daemon: str, *, timeout: float = 30.0) -> str:
 def _messages(data: bytes) -> list[tuple[str, list[object]]]:
     try:
         return [(m.message.address, list(m.message.params)) for m in OscPacket(data).messages]
-    except Exception:  # not OSC: not the daemon's answer
+    except Exception:  # noqa: BLE001 - not OSC (python-osc raises more than ParseError on garbage)
         return []

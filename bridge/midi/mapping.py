@@ -149,7 +149,8 @@ class CcBinding(_Model):
                 continue
             if argument.tag == "T":
                 raise ValueError(f"{name}: {self.control} is on/off and takes no range")
-            assert argument.minimum is not None and argument.maximum is not None
+            assert argument.minimum is not None
+            assert argument.maximum is not None
             if not argument.minimum <= value <= argument.maximum:
                 raise ValueError(
                     f"{name} {value:g} lies outside {self.control}'s range"

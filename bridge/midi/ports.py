@@ -184,7 +184,7 @@ class MidiInputPort:
         if port is not None:
             try:
                 port.close()
-            except Exception as exc:  # a vanished device may fail to close; it is gone anyway
+            except Exception as exc:  # noqa: BLE001 - a vanished device may fail to close; it is gone
                 log.debug("midi: closing %r: %s", self.name, exc)
 
     def _watch(self) -> None:
@@ -249,7 +249,7 @@ class BeatNotes:
         if port is not None:
             try:
                 port.close()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - as for inputs: a vanished device is gone
                 log.debug("midi: closing %r: %s", self.name, exc)
 
     def on_beat(self, wall: float, downbeat: bool) -> None:
@@ -289,7 +289,7 @@ class BeatNotes:
             return False
         try:
             self._port.send(message)
-        except Exception as exc:  # rtmidi raises when the device has gone
+        except Exception as exc:  # noqa: BLE001 - rtmidi raises when the device has gone
             self.failures += 1
             self._throttle.warning(
                 "midi: beat note to %r failed (%s): the show goes on, retrying", self.name, exc

@@ -207,7 +207,7 @@ class FeedbackSender:
         for provider in self._providers:
             try:
                 values.update(provider())
-            except Exception as exc:  # a capability's bug must not stop the render loop
+            except Exception as exc:  # noqa: BLE001 - a capability's bug must not stop the render loop
                 self._fail(
                     "feedback: %s failed: %s", getattr(provider, "__qualname__", provider), exc
                 )
@@ -227,7 +227,7 @@ class FeedbackSender:
             return False
         try:
             datagrams = self._encode(values)
-        except Exception as exc:  # a value that cannot be encoded must not stop the render loop
+        except Exception as exc:  # noqa: BLE001 - an unencodable value must not stop the render loop
             self._fail("feedback: cannot encode %s: %s", what, exc)
             return False
         for target in targets:

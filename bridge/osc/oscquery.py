@@ -240,7 +240,7 @@ class OscQueryServer(StartsOnEnter):
             future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
             try:
                 future.result(timeout=STOP_TIMEOUT * 3)
-            except Exception as exc:  # a stuck shutdown must not keep the daemon from exiting
+            except Exception as exc:  # noqa: BLE001 - a stuck shutdown must not keep the daemon up
                 log.debug("oscquery: shutdown did not finish cleanly: %r", exc)
             _halt(loop, thread)
         if self._mdns_thread is not None:
@@ -521,7 +521,7 @@ class OscQueryServer(StartsOnEnter):
             return
         try:
             zc = Zeroconf(ip_version=IPVersion.V4Only)
-        except Exception as exc:  # no multicast here (containers, locked-down hosts)
+        except Exception as exc:  # noqa: BLE001 - no multicast here (containers, locked-down hosts)
             self._unavailable(exc)
             return
         try:
@@ -552,7 +552,7 @@ class OscQueryServer(StartsOnEnter):
                 log.info("oscquery: advertised %s over mDNS", self.name)
             self._stop_mdns.wait()
             zc.unregister_all_services()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - mDNS is optional: the server works without it
             self._unavailable(exc)
         finally:
             zc.close()

@@ -252,7 +252,7 @@ class OscServer(StartsOnEnter):
             return []
         try:
             messages = [timed.message for timed in OscPacket(data).messages]
-        except Exception as exc:  # python-osc raises more than ParseError on garbage
+        except Exception as exc:  # noqa: BLE001 - python-osc raises more than ParseError on garbage
             self.drop_malformed(sender, exc)
             return []
         replies: list[Reply] = []
@@ -268,7 +268,7 @@ class OscServer(StartsOnEnter):
             except ControlError as exc:
                 replies.extend(self._reject(address, str(exc), sender))
                 continue
-            except Exception as exc:  # a bug in one handler must not drop the rest of a bundle
+            except Exception as exc:  # noqa: BLE001 - one handler's bug must not drop the bundle's rest
                 self._throttle.log(logging.ERROR, "osc: %s failed", address, exc_info=True)
                 replies.extend(self._reject(address, f"{address}: internal error: {exc}", sender))
                 continue

@@ -116,14 +116,14 @@ class _Lane:
             return
         try:
             pump()
-        except Exception as exc:  # housekeeping must never stop the render loop
+        except Exception as exc:  # noqa: BLE001 - housekeeping must never stop the render loop
             self._pump_throttle.warning("output %s: pump failed: %s: %s", self.name, type(exc).__name__, exc)
 
     def _run(self) -> None:
         width, height, fps = self._size
         try:
             self.publisher.open(width, height, fps)
-        except BaseException as exc:  # reported to the opener, which raises it
+        except BaseException as exc:  # noqa: BLE001 - reported to the opener, which raises it
             self.open_error = exc
             self.disabled = True
             self.opened.set()
@@ -155,7 +155,7 @@ class _Lane:
     def _publish(self, item: _Item) -> None:
         try:
             self.publisher.publish(*item)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an output lane counts its failures, disables itself
             self._failed(exc)
         else:
             with self._cond:
@@ -185,7 +185,7 @@ class _Lane:
     def _close_publisher(self) -> None:
         try:
             self.publisher.close()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - counted like a publish failure; the others close
             with self._cond:
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__} on close: {exc}"

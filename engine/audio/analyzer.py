@@ -18,7 +18,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,9 @@ from engine.audio.spectrum import (
 from engine.audio.types import AudioFeatures, FloatArray
 from engine.config import AudioConfig
 from engine.errors import AudioError
+
+if TYPE_CHECKING:
+    from scipy.stats import rv_continuous
 
 log = logging.getLogger(__name__)
 
@@ -228,15 +231,17 @@ def _declared_seconds(stream: Any) -> float | None:
     return float(stream.duration * stream.time_base)
 
 
-def _tempo_prior(tempo_min: float, tempo_max: float) -> Any:
+def _tempo_prior(tempo_min: float, tempo_max: float) -> rv_continuous:
     """The shared tempo prior as the scipy distribution librosa's tempo estimators accept."""
     import scipy.stats
 
+    # the stubs allow a scalar x and shape arguments; librosa's estimators pass an array of
+    # tempi and the prior has no shapes
     class _TempoPrior(scipy.stats.rv_continuous):
-        def _logpdf(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        def _logpdf(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:  # type: ignore[override]
             return tempo_log_prior(x, tempo_min, tempo_max)
 
-        def _pdf(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        def _pdf(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:  # type: ignore[override]
             return np.exp(self._logpdf(x))
 
     return _TempoPrior(a=tempo_min, b=tempo_max, name="tempo_prior")

@@ -13,6 +13,7 @@ imported when a device is first used: it needs the PortAudio library.
 from __future__ import annotations
 
 import abc
+import importlib
 import time as _time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ class InputDevice:
 def _sounddevice() -> ModuleType:
     """The sounddevice module; an ``AudioError`` when PortAudio is not installed."""
     try:
-        import sounddevice
+        # by name: sounddevice has no type information, a module is what this returns
+        sounddevice = importlib.import_module("sounddevice")
     except (ImportError, OSError) as exc:
         raise AudioError(
             "audio devices need the PortAudio library (Linux: apt-get install libportaudio2; "

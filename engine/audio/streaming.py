@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +34,7 @@ from engine.audio.spectrum import (
     refine_peak,
     tempo_log_prior,
 )
-from engine.audio.types import FloatArray, MusicState
+from engine.audio.types import MusicState
 from engine.config import AudioConfig
 from engine.errors import AudioError
 
@@ -145,7 +146,8 @@ class StreamingAnalyzer:
         self._pending_len = 0
         self._samples = 0
         self._hops = 0
-        self._prev_db: FloatArray | None = None
+        # float32 at run time; numpy's stubs widen a float32 array divided by a float to float64
+        self._prev_db: npt.NDArray[np.floating[Any]] | None = None
         self._peak_rms = 0.0
         self._peak_bands = np.zeros(3)
         self._peak_onset = 0.0

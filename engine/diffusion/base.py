@@ -21,14 +21,14 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
-from engine.diffusion.conditioning import Conditioning
+from engine.diffusion.conditioning import Conditioning, ConditioningT_co
 from engine.diffusion.host import PendingFrames, ReadyFrames
 from engine.diffusion.schedule import StepSchedule
 from engine.errors import ModelError
@@ -67,8 +67,10 @@ class PendingRender:
         return RenderResult(self.frames.wait(), self.latents)
 
 
-class BaseDiffusionPipeline(ABC):
+class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
     """A model that renders frames from latents and prompt embeddings.
+
+    Its type parameter is what ``encode_prompt`` returns (see ``ConditioningT_co``).
 
     ``is_untrained`` is true for the built-in tiny model (random weights): every user-facing
     label says so through ``model_label``.
@@ -89,7 +91,7 @@ class BaseDiffusionPipeline(ABC):
     negative_prompt: str = ""
 
     @abstractmethod
-    def encode_prompt(self, prompt: str | list[str]) -> Conditioning:
+    def encode_prompt(self, prompt: str | list[str]) -> ConditioningT_co:
         """Prompt embeddings ``(n, seq_len, hidden)`` on the device, in the model's dtype (a
         tensor; SDXL-style kinds return a ``TextConditioning`` with pooled embeddings)."""
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from typing_extensions import TypeVar
 
 from engine.errors import RenderError
 
@@ -62,6 +63,13 @@ class TextConditioning:
 
 # what every engine method that takes prompt embeddings accepts
 Conditioning = torch.Tensor | TextConditioning
+
+ConditioningT_co = TypeVar(
+    "ConditioningT_co", bound=Conditioning, covariant=True, default=Conditioning
+)
+"""What a kind's ``encode_prompt`` returns, as a pipeline's type parameter: ``torch.Tensor``
+for SD 1.x/2.x (``SD15Pipeline``), ``TextConditioning`` for SDXL; a pipeline named without it
+(a kind from the registry) may return either."""
 
 
 def as_conditioning(value: Conditioning) -> TextConditioning:

@@ -96,11 +96,11 @@ def find_models(paths: Iterable[str | Path], *, include_cache: bool = True) -> l
 
 def cached_hub_models() -> list[str]:
     """Hub ids in the local cache whose snapshot is a diffusers pipeline."""
-    try:
-        from huggingface_hub import scan_cache_dir
+    from huggingface_hub import CacheNotFound, scan_cache_dir
 
+    try:
         info = scan_cache_dir()
-    except Exception:  # no cache folder yet, or an unreadable one: nothing cached
+    except (CacheNotFound, ValueError, OSError):  # none yet, a file in its place, unreadable
         return []
     repos = []
     for repo in sorted(info.repos, key=lambda r: r.repo_id):
@@ -191,7 +191,7 @@ def _header_stats(files: list[Path]) -> tuple[int, str]:
                     if isinstance(value, torch.Tensor):
                         count += value.numel()
                         dtypes[str(value.dtype).removeprefix("torch.")] += value.numel()
-        except Exception:  # unreadable weights show as 0 parameters; the kind says why
+        except Exception:  # noqa: BLE001 - unreadable weights show as 0 parameters; the kind says why
             continue
     dtype = dtypes.most_common(1)[0][0] if dtypes else "?"
     return count, {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}.get(dtype, dtype)

@@ -94,7 +94,9 @@ def load_sd_pipeline(
     the source, checked for that layout."""
     import diffusers
 
-    pipeline_class = (
+    # Any: to mypy diffusers' top-level names are its dummy objects (its __init__ imports them
+    # first), and on a union of two of them it loses the untyped-calls exclusion (pyproject)
+    pipeline_class: Any = (
         diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
     )
     extra: dict[str, Any] = {**dtype_kwargs(dtype)}

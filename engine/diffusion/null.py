@@ -48,7 +48,7 @@ NULL_SEQ = 77
 NULL_HIDDEN = 768
 
 
-class NullPipeline(BaseDiffusionPipeline):
+class NullPipeline(BaseDiffusionPipeline[torch.Tensor]):
     """A pipeline whose render costs nothing (``render_ms`` 0) or a fixed time off-thread."""
 
     def __init__(

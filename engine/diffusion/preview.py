@@ -66,7 +66,9 @@ def preview_autoencoder(
     convs = [m for m in layers if isinstance(m, torch.nn.Conv2d)]
     first, last = convs[0], convs[-1]
     first_bias, last_bias = first.bias, last.bias
-    assert first_bias is not None and last_bias is not None  # both convolutions have biases
+    # both convolutions have biases
+    assert first_bias is not None
+    assert last_bias is not None
     with torch.no_grad():
         for module in layers:
             for parameter in module.parameters():

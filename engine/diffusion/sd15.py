@@ -28,7 +28,12 @@ import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
 from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender, RenderResult
-from engine.diffusion.conditioning import Conditioning, TextConditioning, as_conditioning
+from engine.diffusion.conditioning import (
+    Conditioning,
+    ConditioningT_co,
+    TextConditioning,
+    as_conditioning,
+)
 from engine.diffusion.cuda_graphs import GraphRunner, cuda_graphs_usable
 from engine.diffusion.device import resolve_device, resolve_dtype
 from engine.diffusion.host import HostTransfer, PendingFrames
@@ -87,7 +92,7 @@ class UnetInputs:
         )
 
 
-class LatentDiffusionPipeline(BaseDiffusionPipeline):
+class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     """A diffusers latent diffusion model (SD 1.x/2.x or SDXL layout) as a frame renderer: the
     driver both kinds share (:class:`SD15Pipeline`, :class:`~engine.diffusion.sdxl.SDXLPipeline`).
 
@@ -248,7 +253,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline):
         embeds = self.encode_prompt("")
         try:
             self.render(latents, embeds)
-        except Exception as exc:  # any compiler or capture failure
+        except Exception as exc:  # noqa: BLE001 - any compiler or capture failure: run eagerly
             log.warning("fast path unavailable on %s, running eagerly: %s", self.device, exc)
             self._frame_step = self._frame
             self._graphs = None
@@ -320,7 +325,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline):
                     x0, rgba, finite = self._graphs(*args)
                     pending = self._host.launch(rgba, reused=True, finite=finite)
                     return PendingRender(pending, x0.clone())
-                except Exception as exc:  # capture failures vary by driver
+                except Exception as exc:  # noqa: BLE001 - capture failures vary by driver
                     log.warning("cuda graph capture failed, running eagerly: %s", exc)
                     self._graphs = None
             x0, rgba, finite = self._frame_step(*args)
@@ -369,7 +374,9 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline):
             pixels = torch.from_numpy(np.ascontiguousarray(array[..., :3])).to(self.device)
             pixels = pixels.permute(0, 3, 1, 2).to(self._vae_dtype) / 127.5 - 1.0
             encoded = pipe.vae.encode(pixels)
-            raw = encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
+            raw: torch.Tensor = (
+                encoded.latents if hasattr(encoded, "latents") else encoded.latent_dist.mode()
+            )
             config = pipe.vae.config
             shift = float(getattr(config, "shift_factor", None) or 0.0)
             return (raw.float() - shift) * float(config.scaling_factor)
@@ -570,7 +577,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline):
         return as_conditioning(self.encode_prompt(text))
 
 
-class SD15Pipeline(LatentDiffusionPipeline):
+class SD15Pipeline(LatentDiffusionPipeline[torch.Tensor]):
     """An SD 1.x/2.x-layout diffusers model (or the built-in ``tiny``/``tiny-sd2``) as a frame
     renderer: the ``sd`` kind. Prompt embeddings are plain tensors ``(n, 77, hidden)``."""
 
@@ -590,7 +597,8 @@ class SD15Pipeline(LatentDiffusionPipeline):
         )
         with torch.inference_mode():
             ids = tokens.input_ids.to(self.device)
-            return pipe.text_encoder(ids)[0].to(self.dtype)
+            embeds: torch.Tensor = pipe.text_encoder(ids)[0]
+            return embeds.to(self.dtype)
 
 
 SDPipeline = SD15Pipeline

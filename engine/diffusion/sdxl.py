@@ -23,7 +23,7 @@ from engine.diffusion.sd15 import LatentDiffusionPipeline
 from engine.errors import RenderError
 
 
-class SDXLPipeline(LatentDiffusionPipeline):
+class SDXLPipeline(LatentDiffusionPipeline[TextConditioning]):
     """An SDXL-layout diffusers model (or the built-in ``tiny-sdxl``) as a frame renderer.
 
     ``encode_prompt`` returns a ``TextConditioning`` (token and pooled embeddings); every

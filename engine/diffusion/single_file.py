@@ -252,7 +252,7 @@ def _looks_v(path: Path) -> bool:
             if not isinstance(found, torch.Tensor):
                 return False
             bias = found
-    except Exception:  # unreadable here means unreadable at load, which names the file
+    except Exception:  # noqa: BLE001 - unreadable here is unreadable at load, which names the file
         return False
     return float(torch.std(bias.float(), unbiased=False)) > 0.09
 

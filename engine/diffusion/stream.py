@@ -31,7 +31,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +43,7 @@ from engine.config import StreamConfig, format_validation_error
 from engine.diffusion.base import BaseDiffusionPipeline, PendingRender
 from engine.diffusion.conditioning import (
     Conditioning,
+    ConditioningT_co,
     as_conditioning,
     conditioning_rows,
     select_rows,
@@ -67,8 +68,10 @@ class _StreamBatch:
     noises: torch.Tensor
 
 
-class StreamDiffusionPipeline:
+class StreamDiffusionPipeline(Generic[ConditioningT_co]):
     """Frame-at-a-time rendering with caching, coherence, skipping, feedback and stream batch.
+
+    ``encode_prompt`` returns what its base's does (the type parameter, as the base's).
 
     Counters: ``frames_generated``, ``frames_skipped``, ``prompt_cache_hits``,
     ``prompt_cache_misses`` (``encode_count``: how many times the model encoded a prompt);
@@ -76,12 +79,16 @@ class StreamDiffusionPipeline:
     """
 
     def __init__(
-        self, base: BaseDiffusionPipeline, stream_config: StreamConfig, *, seed: int = 0
+        self,
+        base: BaseDiffusionPipeline[ConditioningT_co],
+        stream_config: StreamConfig,
+        *,
+        seed: int = 0,
     ) -> None:
         self.base = base
         self.stream_config = stream_config
         self._seed = seed
-        self._prompts: OrderedDict[str, Conditioning] = OrderedDict()
+        self._prompts: OrderedDict[str, ConditioningT_co] = OrderedDict()
         self.prompt_cache_hits = 0
         self.prompt_cache_misses = 0
         self.frames_generated = 0
@@ -119,7 +126,7 @@ class StreamDiffusionPipeline:
             raise ConfigError(f"stream settings: {format_validation_error(exc)}") from None
         self._trim_prompts()
 
-    def encode_prompt(self, prompt: str) -> Conditioning:
+    def encode_prompt(self, prompt: str) -> ConditioningT_co:
         """The prompt's embeddings ``(1, seq, hidden)`` (with pooled ones for SDXL), encoded at
         most once while cached."""
         cached = self._prompts.get(prompt)

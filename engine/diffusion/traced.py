@@ -98,7 +98,7 @@ class TracedCalls:
                 # shape branch, which is why records are made per signature
                 warnings.simplefilter("ignore")
                 record = torch.jit.trace(self.module, inputs, check_trace=False)
-        except Exception as exc:  # any tracer failure: this signature runs eagerly
+        except Exception as exc:  # noqa: BLE001 - any tracer failure: this signature runs eagerly
             log.info("cannot trace %s for %s, running it eagerly: %s", self.name, key, exc)
             record = _EAGER
         self._records[key] = record

@@ -105,7 +105,8 @@ def pitch_angle(chroma: np.ndarray) -> float:
 
 
 def _ease_out(u: float, power: float) -> float:
-    return 1.0 - (1.0 - u) ** power
+    # u is a phase in [0, 1]: the base is never negative, the power real
+    return 1.0 - float((1.0 - u) ** power)
 
 
 def _ease_in_out(u: float) -> float:

@@ -159,6 +159,26 @@ class PromptInterpolator:
         """
         return self.blend(self.chroma_weights(features), base_embeds, chroma_embeds, chroma_weight)
 
+    @overload
+    def blend_for_state(
+        self,
+        state: MusicState,
+        base_embeds: torch.Tensor,
+        chroma_embeds: torch.Tensor,
+        *,
+        chroma_weight: float | None = None,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def blend_for_state(
+        self,
+        state: MusicState,
+        base_embeds: Conditioning,
+        chroma_embeds: Conditioning,
+        *,
+        chroma_weight: float | None = None,
+    ) -> Conditioning: ...
+
     def blend_for_state(
         self,
         state: MusicState,
@@ -170,6 +190,24 @@ class PromptInterpolator:
         """One frame's blended embeddings ``(1, seq, hidden)``, advancing the live smoothing."""
         weights = self.weights_for_state(state)
         return self.blend(weights[None, :], base_embeds, chroma_embeds, chroma_weight)
+
+    @overload
+    def blend(
+        self,
+        weights: npt.ArrayLike,
+        base_embeds: torch.Tensor,
+        chroma_embeds: torch.Tensor,
+        chroma_weight: float | None = None,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def blend(
+        self,
+        weights: npt.ArrayLike,
+        base_embeds: Conditioning,
+        chroma_embeds: Conditioning,
+        chroma_weight: float | None = None,
+    ) -> Conditioning: ...
 
     def blend(
         self,

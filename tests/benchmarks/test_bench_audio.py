@@ -21,12 +21,14 @@ def test_bench_audio_runs_and_writes_its_conditions(tmp_path: Path) -> None:
     offline = results["offline"]
     assert offline["duration_s"] == 6.0
     assert abs(offline["tempo_bpm"] - 120) < 3.6
-    assert offline["cold_total_s"] > 0 and offline["cached_s"] > 0
+    assert offline["cold_total_s"] > 0
+    assert offline["cached_s"] > 0
     rates = [row["sample_rate"] for row in results["streaming"]]
     assert rates == [22050, 44100, 48000]
     for row in results["streaming"]:
         assert row["blocks"] == int(2 * row["sample_rate"]) // 512
-        assert row["mean_us"] > 0 and row["p99_us"] >= row["median_us"]
+        assert row["mean_us"] > 0
+        assert row["p99_us"] >= row["median_us"]
     chroma = results["live_chroma"]
     assert 0.1 < chroma["window_s"] < 1.0
     assert chroma["latency_ms"]["C1"] == max(chroma["latency_ms"].values())
@@ -41,7 +43,9 @@ def test_bench_audio_times_a_baseline_commit_alongside(tmp_path: Path) -> None:
     assert bench_audio.main([*args, "--out", str(out)]) == 0
 
     baseline = json.loads(out.read_text())["baseline"]
-    assert baseline["ref"] == "HEAD" and len(baseline["commit"]) == 40
+    assert baseline["ref"] == "HEAD"
+    assert len(baseline["commit"]) == 40
     for row in baseline["streaming"]:
-        assert row["baseline_mean_us"] > 0 and row["current_cpu_mean_us"] > 0
+        assert row["baseline_mean_us"] > 0
+        assert row["current_cpu_mean_us"] > 0
         assert row["ratio_mean_us"] == row["current_mean_us"] / row["baseline_mean_us"]

@@ -12,7 +12,8 @@ def test_one_architecture_is_measured_stage_by_stage() -> None:
     row = bench_models.measure(
         bench_models.SMOKE["tiny-sdxl"], device="cpu", frames=2, budget_s=30, sdxs_config=None
     )
-    assert row["parameters"]["unet"] > 0 and len(row["parameters"]["text_encoders"]) == 2
+    assert row["parameters"]["unet"] > 0
+    assert len(row["parameters"]["text_encoders"]) == 2
     assert set(row["stages_ms"]) == {
         "text_encode_ms",
         "unet_step_ms",
@@ -20,19 +21,22 @@ def test_one_architecture_is_measured_stage_by_stage() -> None:
         "frame_ms_median",
     }
     assert all(ms > 0 for ms in row["stages_ms"].values())
-    assert row["frames_measured"] == 2 and row["frame_shape"] == [64, 64, 4]
+    assert row["frames_measured"] == 2
+    assert row["frame_shape"] == [64, 64, 4]
     assert row["peak_memory_gib"] > 0
 
 
 def test_real_architectures_carry_their_published_counts() -> None:
     for name in ("sd15-512", "sd21-512", "sdxl-512", "sdxl-1024"):
         arch = bench_models.ARCHITECTURES[name]
-        assert arch.published_unet is not None and arch.published_text
+        assert arch.published_unet is not None
+        assert arch.published_text
 
 
 def test_the_fp16_roundtrip_loads_through_the_folder_loader() -> None:
     row = bench_models.fp16_roundtrip(device="cpu", smoke=True)
-    assert row["frame_shape"] == [64, 64, 4] and row["load_s"] > 0
+    assert row["frame_shape"] == [64, 64, 4]
+    assert row["load_s"] > 0
 
 
 def test_a_child_process_per_architecture_and_sdxs_without_its_config(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ def test_bench_engine_runs_and_writes_its_conditions(tmp_path: Path) -> None:
     assert results["traced_unet_signatures"] >= 1
     assert results["untraced_unet_eager_calls"] >= 2 * 2
     conditions = results["conditions"]
-    assert conditions["size"] == "64x64" and conditions["device"] == "cpu"
+    assert conditions["size"] == "64x64"
+    assert conditions["device"] == "cpu"
     assert {"torch", "diffusers", "cpu", "torch_threads", "omp_wait_policy"} <= set(conditions)
 
 
@@ -42,8 +43,10 @@ def test_bench_gpu_cpu_smoke_counts_flops_and_times_every_stage(tmp_path: Path) 
     out = tmp_path / "gpu.json"
     assert bench_gpu.main(["--cpu-smoke", "--frames", "2", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
-    assert results["flops"]["unet_step_tflop"] > 0 and results["flops"]["decode_tflop"] > 0
-    assert results["matmul_tflops"] > 0 and results["floor_ms_per_frame"] > 0
+    assert results["flops"]["unet_step_tflop"] > 0
+    assert results["flops"]["decode_tflop"] > 0
+    assert results["matmul_tflops"] > 0
+    assert results["floor_ms_per_frame"] > 0
     assert {
         "engine eager",
         "stream wrapper (coherence on)",
@@ -55,14 +58,16 @@ def test_bench_gpu_cpu_smoke_counts_flops_and_times_every_stage(tmp_path: Path) 
     # the live loop ran on the same components, pipelined and sequential, and on null (the
     # smoke runs one case of each kind)
     loop = results["live_loop"]
-    assert len(loop) == 3 and all(row["frames"] > 0 for row in loop.values())
+    assert len(loop) == 3
+    assert all(row["frames"] > 0 for row in loop.values())
     assert {row["loop"] for row in loop.values()} == {"pipelined", "sequential"}
 
 
 def test_bench_gpu_names_the_wheels_a_gpu_machine_lacks() -> None:
     advice = bench_gpu.wheel_advice(["diffusers==0.42.1"])
     assert "missing Python packages: diffusers==0.42.1" in advice
-    assert all(wheel in advice for _, wheel in bench_gpu.WHEELS) and "--target" in advice
+    assert all(wheel in advice for _, wheel in bench_gpu.WHEELS)
+    assert "--target" in advice
     assert bench_gpu.missing_wheels() == []  # this machine has them all
 
 
@@ -70,7 +75,8 @@ def test_bench_loop_runs_the_daemon_on_the_null_model(tmp_path: Path) -> None:
     row = bench_loop.run_case(
         None, tmp_path, model="null", pipelined=True, seconds=0.6, size=64, outputs=("shm",)
     )
-    assert row["frames"] > 10 and row["errors"] == 0
+    assert row["frames"] > 10
+    assert row["errors"] == 0
     assert row["feedback_per_frame"] >= 5  # energy, tempo, chroma, fps, frame (+ beats)
     assert row["host_ms"]["count"] == row["frames"]
     assert set(row["outputs"]) == {name for name in row["outputs"] if name.startswith("shm:")}
@@ -94,7 +100,8 @@ def test_bench_web_runs_and_writes_its_conditions(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     (preview,) = results["preview"]
     assert preview["closed"]["jpegs_encoded"] == 0  # nobody watched: nothing encoded
-    assert preview["open"]["jpegs_encoded"] > 0 and preview["open"]["jpegs_received"] > 0
+    assert preview["open"]["jpegs_encoded"] > 0
+    assert preview["open"]["jpegs_received"] > 0
     assert results["websocket"]["abandoned"]["open_after"] == 0
     assert set(results["stop"]) >= {"idle", "50 websockets + 3 preview viewers"}
     assert {"aiohttp", "pillow", "cpu_count", "load_average"} <= set(results["conditions"])
@@ -102,4 +109,5 @@ def test_bench_web_runs_and_writes_its_conditions(tmp_path: Path) -> None:
 
 def test_bench_loop_times_the_shared_memory_checksum() -> None:
     costs = bench_loop.shm_costs(sizes=(64,), repeats=3)
-    assert costs["64x64"]["crc32_ms"] > 0 and costs["64x64"]["publish_ms"] > 0
+    assert costs["64x64"]["crc32_ms"] > 0
+    assert costs["64x64"]["publish_ms"] > 0

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_packet import OscPacket
 from pythonosc.udp_client import SimpleUDPClient
 
@@ -76,7 +75,7 @@ class FeedbackListener:
             except (TimeoutError, BlockingIOError):
                 return
             for packet in OscPacket(data).messages:
-                msg: OscMessage = packet.message  # type: ignore[assignment]
+                msg = packet.message
                 self.messages.setdefault(msg.address, []).append(list(msg.params))
 
     def close(self) -> None:

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_devices_lists_outputs_with_reasons(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
-    assert "audio inputs:" in out and "outputs:" in out
+    assert "audio inputs:" in out
+    assert "outputs:" in out
     lines = {
         line.split()[1]: line
         for line in out.splitlines()
@@ -37,14 +38,16 @@ def test_osc_schema_markdown_to_file(tmp_path: Path) -> None:
     target = tmp_path / "osc.md"
     assert main(["osc-schema", "--format", "markdown", "-o", str(target)]) == 0
     text = target.read_text()
-    assert "/hamba/blend" in text and "/hamba/audio/beat" in text
+    assert "/hamba/blend" in text
+    assert "/hamba/audio/beat" in text
 
 
 def test_check_with_the_tiny_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--model", "tiny", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "untrained" in out
-    assert "RGBA" in out and "all checks passed" in out
+    assert "RGBA" in out
+    assert "all checks passed" in out
 
 
 def test_check_reports_a_model_that_cannot_load(
@@ -52,7 +55,8 @@ def test_check_reports_a_model_that_cannot_load(
 ) -> None:
     assert main(["check", "--model", str(tmp_path / "missing"), "--device", "cpu"]) == 1
     out = capsys.readouterr().out
-    assert "FAILED" in out and str(tmp_path / "missing") in out
+    assert "FAILED" in out
+    assert str(tmp_path / "missing") in out
 
 
 def test_bench_refuses_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +81,8 @@ def test_config_file_run_table_and_flags(tmp_path: Path) -> None:
     assert config.audio.fps == 30.0
     assert config.stream.enable_similarity_filter  # the file's preset
     options = RunOptions.model_validate(run_table)
-    assert options.outputs == ["shm", "ndi"] and options.osc_port == 9100
+    assert options.outputs == ["shm", "ndi"]
+    assert options.osc_port == 9100
 
 
 def test_run_table_errors_name_the_field(
@@ -89,7 +94,8 @@ def test_run_table_errors_name_the_field(
     audio.write_bytes(b"")
     assert main(["run", "--config", str(config_file), "--audio", str(audio)]) == 2
     err = capsys.readouterr().err
-    assert "osc_port" in err and "Traceback" not in err
+    assert "osc_port" in err
+    assert "Traceback" not in err
 
 
 def test_run_documents_the_measuring_models_and_the_sequential_loop(
@@ -100,7 +106,9 @@ def test_run_documents_the_measuring_models_and_the_sequential_loop(
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out
-    assert '"null"' in text and '"null-fixed"' in text and "--sequential" in text
+    assert '"null"' in text
+    assert '"null-fixed"' in text
+    assert "--sequential" in text
     seen: list[bool] = []
 
     def run(self: Daemon) -> object:

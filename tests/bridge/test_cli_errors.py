@@ -59,7 +59,8 @@ def test_output_not_on_this_platform_fails_before_anything_loads(short_wav: Path
          "--no-oscquery"]
     )  # fmt: skip
     assert_one_line_error(result, "'syphon'", "needs macOS")
-    assert MUSIC_READY not in result.stderr and MODEL_LOADED not in result.stderr
+    assert MUSIC_READY not in result.stderr
+    assert MODEL_LOADED not in result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="mps exists on macOS")
@@ -85,7 +86,8 @@ def test_ndi_without_cyndilib_names_the_extra(short_wav: Path, tmp_path: Path) -
     devices = run_hamba(["devices"], env=hidden)
     assert devices.returncode == 0, devices.stderr
     (ndi_row,) = [line for line in devices.stdout.splitlines() if " ndi " in line]
-    assert ndi_row.strip().startswith("no") and "hambametal[ndi]" in ndi_row
+    assert ndi_row.strip().startswith("no")
+    assert "hambametal[ndi]" in ndi_row
 
 
 def test_unknown_output(short_wav: Path) -> None:

@@ -302,7 +302,7 @@ class Engine:
     def _run(self) -> None:
         try:
             self.daemon.run()
-        except BaseException as exc:  # reported by the test's next wait
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's next wait
             self._failure = exc
 
     def frame(self, index: int) -> RGBAImage:

@@ -154,7 +154,8 @@ def test_runs_for_the_duration_and_publishes(
         song, cache, duration=1.5, outputs=[f"png:{tmp_path / 'frames'}"], pipelined=pipelined
     ).run()
     written = sorted((tmp_path / "frames").glob("*.png"))
-    assert stats.frames >= 5 and len(written) == stats.frames
+    assert stats.frames >= 5
+    assert len(written) == stats.frames
     # the index follows the clock: rendered plus dropped frames cover the 15 frames of the
     # duration, plus at most half a second (5 frames) of look-ahead
     assert 11 <= stats.frames + stats.dropped <= 21
@@ -186,7 +187,8 @@ def test_frames_in_order_each_with_its_music_and_every_drop_counted(
     # each frame carries the audio time of its own index
     assert all(f.time == pytest.approx(f.index / 100) for f in frames)
     # every index the clock passed through is either published or dropped
-    assert stats.dropped > 0 and stats.errors == 0
+    assert stats.dropped > 0
+    assert stats.errors == 0
     assert stats.frames + stats.dropped == stats.last_index - indices[0] + 1
     # the feedback of each frame is the music at that frame (the file's analysis)
     features = AudioAnalyzer(daemon.config.audio).analyze(song)
@@ -302,12 +304,14 @@ def test_the_show_goes_on_whatever_fails_in_a_frame(
     model = models[0]
     assert model.failed == sorted(failures)
     # every failure counted, none ended the show, the NaN frame never reached an output
-    assert stats.errors == len(failures) and stats.out_of_memory == 1
+    assert stats.errors == len(failures)
+    assert stats.out_of_memory == 1
     assert stats.frames == model.launches - 2 - len(failures)  # 2 warm-up frames
     assert len(recorder.frames) == stats.frames
     assert recorder.frames[-1].index > 40
     # out of memory: half the render size, frames still leave at the configured size
-    assert model.inference_config.height == 64 and stats.note.startswith("out of memory")
+    assert model.inference_config.height == 64
+    assert stats.note.startswith("out of memory")
     after = [f.image for f in recorder.frames[-5:]]
     assert all(image.shape == (128, 128, 4) for image in after)
     assert all(np.array_equal(image[0::2, 0::2], image[1::2, 1::2]) for image in after)
@@ -348,7 +352,8 @@ def test_out_of_memory_turns_the_stream_batch_off_first(
         duration=1.0,
     )
     stats = daemon.run()
-    assert stats.out_of_memory == 2 and stats.frames > 5
+    assert stats.out_of_memory == 2
+    assert stats.frames > 5
     first, second = (
         r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()
     )

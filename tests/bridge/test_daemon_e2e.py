@@ -54,7 +54,8 @@ def feedback() -> Iterator[FeedbackListener]:
 
 def check_pacing(frames: list[tuple[float, int, np.ndarray]], fps: float) -> None:
     indices = [index for _, index, _ in frames]
-    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert indices == sorted(indices)
+    assert len(set(indices)) == len(indices)
     span = frames[-1][0] - frames[0][0]
     rate = (indices[-1] - indices[0]) / span
     # the index follows the clock at the requested rate (frames may drop, never run ahead)
@@ -100,7 +101,8 @@ def survive_bad_input(daemon: DaemonUnderTest, reader: ShmFrameReader) -> None:
     daemon.osc.send_message("/hamba/blend", "loud")  # wrong type
     daemon.osc.send_message("/hamba/nonsense", 1)  # unknown address
     after = collect_frames(reader, 1.0)
-    assert daemon.proc.poll() is None and len(after) >= 3
+    assert daemon.proc.poll() is None
+    assert len(after) >= 3
     assert daemon.value("/hamba/blend") == blend
 
 
@@ -127,7 +129,8 @@ def test_run_file_end_to_end(
     try:
         reader = daemon.reader()
         first = reader.read()
-        assert first is not None and first.image.shape == (64, 64, 4)
+        assert first is not None
+        assert first.image.shape == (64, 64, 4)
         check_pacing(collect_frames(reader, 3.0), FPS)
         exercise_controls(daemon, reader)
         feedback.drain()

@@ -43,6 +43,8 @@ def test_the_daemon_runs_each_kind(model: str, song: Path, tmp_path: Path) -> No
     )
     stats = Daemon(config, run).run()
     written = sorted((tmp_path / "frames").glob("*.png"))
-    assert stats.frames >= 2 and len(written) == stats.frames
+    assert stats.frames >= 2
+    assert len(written) == stats.frames
     image = np.asarray(Image.open(written[-1]))
-    assert image.shape[:2] == (64, 80) and image[..., :3].std() > 5
+    assert image.shape[:2] == (64, 80)
+    assert image[..., :3].std() > 5

@@ -83,4 +83,5 @@ def test_an_absent_midi_port_is_a_clear_error_at_start(clicks: Path, tmp_path: P
 def test_devices_lists_midi_ports() -> None:
     result = run_hamba(["devices"])
     assert result.returncode == 0, result.stderr
-    assert "midi inputs:" in result.stdout and "midi outputs:" in result.stdout
+    assert "midi inputs:" in result.stdout
+    assert "midi outputs:" in result.stdout

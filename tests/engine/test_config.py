@@ -17,8 +17,10 @@ def test_presets_differ_in_steps_and_vae() -> None:
         PipelineConfig.quality_preset(),
     )
     steps = [c.inference.num_inference_steps for c in (fast, balanced, quality)]
-    assert steps == sorted(steps) and steps[0] < steps[-1]
-    assert fast.diffusion.use_tiny_vae and not quality.diffusion.use_tiny_vae
+    assert steps == sorted(steps)
+    assert steps[0] < steps[-1]
+    assert fast.diffusion.use_tiny_vae
+    assert not quality.diffusion.use_tiny_vae
     assert fast.stream.enable_similarity_filter
 
 

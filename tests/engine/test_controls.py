@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from pydantic import ValidationError
 
 from engine.config import PipelineConfig
 from engine.controls import ControlStore, preset_controls
@@ -30,8 +31,9 @@ def test_version_counts_and_snapshot_is_immutable() -> None:
     store.set("prompt", "neon rain")
     second = store.snapshot()
     assert second.version == first.version + 1
-    assert first.values.prompt != "neon rain" and second.values.prompt == "neon rain"
-    with pytest.raises(ValueError):
+    assert first.values.prompt != "neon rain"
+    assert second.values.prompt == "neon rain"
+    with pytest.raises(ValidationError, match="frozen"):
         second.values.blend = 0.9  # type: ignore[misc]
 
 
@@ -42,7 +44,8 @@ def test_preset_sets_its_values_and_explicit_values_win() -> None:
     assert values.blend == quality.temporal_blend_ratio
     assert values.similarity == quality.similarity_threshold
     values = store.update({"preset": "fast", "blend": 0.9})
-    assert values.preset == "fast" and values.blend == 0.9
+    assert values.preset == "fast"
+    assert values.blend == 0.9
 
 
 def test_preset_controls_unknown() -> None:

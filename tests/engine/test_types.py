@@ -34,7 +34,8 @@ def make_features(n: int = 48, beats: tuple[int, ...] = (0, 12, 24, 36)) -> Audi
 def test_queries() -> None:
     f = make_features()
     assert f.num_frames == 48
-    assert f.is_beat_frame(12) and not f.is_beat_frame(13)
+    assert f.is_beat_frame(12)
+    assert not f.is_beat_frame(13)
     assert f.get_energy_at_frame(47) == pytest.approx(1.0)
     assert int(np.argmax(f.get_chroma_at_frame(5))) == 7
     assert f.beat_phase_at_frame(12) == 0.0
@@ -48,7 +49,7 @@ def test_frozen_and_readonly() -> None:
     f = make_features()
     with pytest.raises(dataclasses.FrozenInstanceError):
         f.tempo = 90.0  # type: ignore[misc]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         f.energy[0] = 0.5
 
 
@@ -66,12 +67,12 @@ def test_shape_mismatch_rejected() -> None:
             sample_rate=22050,
             tempo=0.0,
             beat_frames=np.array([], dtype=np.int64),
-            onset=np.zeros(3),
-            energy=np.zeros(3),
-            chroma_cq=np.zeros((12, 4)),
-            low=np.zeros(3),
-            mid=np.zeros(3),
-            high=np.zeros(3),
+            onset=np.zeros(3, np.float32),
+            energy=np.zeros(3, np.float32),
+            chroma_cq=np.zeros((12, 4), np.float32),
+            low=np.zeros(3, np.float32),
+            mid=np.zeros(3, np.float32),
+            high=np.zeros(3, np.float32),
         )
 
 
@@ -79,16 +80,18 @@ def test_state_at_frame_matches_queries() -> None:
     f = make_features()
     s = f.state_at_frame(24)
     assert isinstance(s, MusicState)
-    assert s.beat and s.beat_count == 3 and s.time == pytest.approx(1.0)
-    with pytest.raises(ValueError):
-        MusicState(0, 0.0, 0, 0, False, 0, 0, 0, np.zeros(11))
+    assert s.beat
+    assert s.beat_count == 3
+    assert s.time == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="chroma must have 12 values"):
+        MusicState(0, 0.0, 0, 0, False, 0, 0, 0, np.zeros(11, np.float32))
 
 
 def test_frame_contract() -> None:
     img = np.zeros((8, 16, 4), dtype=np.uint8)
     frame = Frame(img, 3, 0.125)
     assert (frame.height, frame.width) == (8, 16)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="HxWx4 uint8"):
         Frame(np.zeros((8, 16, 3), dtype=np.uint8), 0, 0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="C-contiguous"):
         Frame(np.zeros((16, 8, 4), dtype=np.uint8).transpose(1, 0, 2), 0, 0.0)

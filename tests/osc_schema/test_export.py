@@ -105,7 +105,8 @@ def test_oscquery_export_and_lookup() -> None:
     assert tree == oscquery_namespace(values_of(LiveControls()))
     prompt = find_node(tree, "/hamba/prompt")
     assert prompt is not None
-    assert prompt["TYPE"] == "s" and "chroma" in prompt["CONTENTS"]  # a method with children
+    assert prompt["TYPE"] == "s"
+    assert "chroma" in prompt["CONTENTS"]  # a method with children
     assert find_node(tree, "/hamba/prompt/chroma/11") is not None
     assert find_node(tree, "/") == tree
     assert find_node(tree, "/hamba/missing") is None

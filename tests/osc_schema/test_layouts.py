@@ -40,7 +40,8 @@ def test_layouts_cover_every_address_but_the_tuple_setter() -> None:
 
 def test_open_stage_control_session_has_one_widget_per_address() -> None:
     session = json.loads(export_text("open-stage-control"))
-    assert session["type"] == "session" and session["content"]["type"] == "root"
+    assert session["type"] == "session"
+    assert session["content"]["type"] == "root"
     widgets = widgets_of(session["content"])
     addresses = [w["address"] for w in widgets]
     assert sorted(addresses) == sorted(e.address for e in layout_entries())
@@ -71,13 +72,15 @@ def _osc_messages(node: ET.Element) -> list[ET.Element]:
 
 def _name(node: ET.Element) -> str:
     value = node.find("./properties/property[key='name']/value")
-    assert value is not None and value.text is not None
+    assert value is not None
+    assert value.text is not None
     return value.text
 
 
 def test_touchosc_layout_decompresses_to_xml_with_one_control_per_address() -> None:
     root = ET.fromstring(zlib.decompress(touchosc_bytes()))
-    assert root.tag == "lexml" and root.get("version") == "3"
+    assert root.tag == "lexml"
+    assert root.get("version") == "3"
     pages = root.findall("./node/children/node[@type='PAGER']/children/node")
     assert [_name(p) for p in pages] == ["play", "prompts", "meters"]
     controls = [c for page in pages for c in page.findall("./children/node")]
@@ -127,7 +130,8 @@ def test_cli_writes_both_layouts(tmp_path: Path) -> None:
     assert tosc.read_bytes() == export_bytes("touchosc")
     assert json.loads(session.read_text()) == json.loads(export_text("open-stage-control"))
     refused = run_hamba(["osc-schema", "--format", "touchosc"], timeout=60)
-    assert refused.returncode == 2 and "-o FILE" in refused.stderr
+    assert refused.returncode == 2
+    assert "-o FILE" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 

@@ -60,7 +60,9 @@ def test_every_control_has_an_address_and_every_address_a_real_control() -> None
     controls = {e.control for e in SCHEMA if e.control is not None}
     assert controls == set(LiveControls.model_fields)
     for name, field in LiveControls.model_fields.items():
-        assert field.json_schema_extra["osc"] in ADDRESSES  # type: ignore[index]
+        extra = field.json_schema_extra
+        assert isinstance(extra, dict)
+        assert extra["osc"] in ADDRESSES
         assert control_addresses(name), name
 
 

@@ -8,15 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from bridge.beats.base import BeatCounter, BeatGrid, BeatReading, fit_grid
+from bridge.beats.base import BeatCounter, BeatGrid, BeatReading, FrameBeat, fit_grid
 from osc_schema.controls import LiveControls
 from osc_schema.schema import BEAT_SOURCES
 
 
-def frames(bpm: float, fps: float, seconds: float, offset: float, quantum: float | None):
+def frames(
+    bpm: float, fps: float, seconds: float, offset: float, quantum: float | None
+) -> list[FrameBeat]:
     """The fields of every frame of a steady timeline that has beat 0 at ``offset`` seconds."""
     counter = BeatCounter()
-    out = []
+    out: list[FrameBeat] = []
     for i in range(int(seconds * fps)):
         position = (i / fps - offset) * bpm / 60.0
         out.append(counter.frame(BeatReading(position, bpm, quantum), 1.0 / fps))
@@ -38,7 +40,8 @@ def test_phase_is_zero_on_a_beat_frame_and_rises_to_the_next() -> None:
     for a, b in itertools.pairwise(beats):
         assert fields[a].beat_phase == 0.0
         between = [fields[i].beat_phase for i in range(a, b)]
-        assert between == sorted(between) and between[-1] < 1.0
+        assert between == sorted(between)
+        assert between[-1] < 1.0
         assert fields[b].beat_count == fields[a].beat_count + 1
 
 

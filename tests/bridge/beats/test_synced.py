@@ -12,6 +12,7 @@ from bridge.beats.base import BeatReading
 from bridge.beats.synced import SyncedMusic
 from bridge.midi.clock import PPQN, MidiClock
 from bridge.music import FileMusic
+from engine.audio.types import MusicState
 from engine.config import AudioConfig
 from engine.controls import ControlStore
 from osc_schema.schema import BEAT_SOURCE_STATUS
@@ -50,9 +51,9 @@ class Ticking:
             self.next += self.period
 
 
-def run(music: SyncedMusic, seconds: float, ticking: Ticking | None = None) -> list:
+def run(music: SyncedMusic, seconds: float, ticking: Ticking | None = None) -> list[MusicState]:
     """Frames as the daemon asks for them: index from the music clock, one per period."""
-    states = []
+    states: list[MusicState] = []
     music.start()
     try:
         last = -1
@@ -93,7 +94,8 @@ def test_the_midi_clock_drives_beat_and_bar_the_music_the_rest(song: FileMusic) 
     assert states[-1].bar_phase is not None
     # 150 BPM: a beat each 0.4 s, in 2 s about 4-5 beat frames (audio would give 4 at 120)
     flagged = [s for s in states if s.beat]
-    assert 4 <= len(flagged) <= 5 and len(beats) == len(flagged)
+    assert 4 <= len(flagged) <= 5
+    assert len(beats) == len(flagged)
     assert any(s.downbeat for s in flagged)
     # energy and chroma still come from the file
     expected = song.state_at(states[10].frame, states[10].time)

@@ -30,7 +30,8 @@ def test_chunks_cover_the_song_once_with_aligned_edges_and_warmups() -> None:
     # 100 frames round up to whole pieces of 24: 120; the 40-frame tail joins the last chunk
     assert [c.start for c in chunks] == list(range(0, 960, 120))
     assert chunks[-1].frames == 160
-    assert chunks[0].start == 0 and chunks[-1].stop == 1000
+    assert chunks[0].start == 0
+    assert chunks[-1].stop == 1000
     for before, after in itertools.pairwise(chunks):
         assert before.stop == after.start
         assert after.start % 24 == 0
@@ -85,7 +86,8 @@ def test_warmup_follows_the_stream_settings() -> None:
     assert 0.3**coherence <= SEAM_TOLERANCE < 0.3 ** (coherence - 1)
     # a higher blend remembers longer
     high = warmup_frames(_config(**{"stream.temporal_blend_ratio": 0.9}))
-    assert high is not None and high > 4 * coherence
+    assert high is not None
+    assert high > 4 * coherence
     # no coherence, one step, no filter: nothing to warm up
     assert warmup_frames(_config(**{"stream.enable_temporal_coherence": False})) == 0
     # the stream batch holds steps - 1 frames in flight

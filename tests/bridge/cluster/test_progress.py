@@ -27,7 +27,8 @@ def test_bar_counts_delivered_frames_and_each_workers_speed() -> None:
     assert text.startswith("songs 1/3 | w0 11.2 fps, w1 20.0 fps")
     bar.close()
     shown = out.getvalue()
-    assert "30/100" in shown and "w1 20.0 fps" in shown
+    assert "30/100" in shown
+    assert "w1 20.0 fps" in shown
 
 
 def test_a_lost_worker_and_lost_frames_are_shown() -> None:

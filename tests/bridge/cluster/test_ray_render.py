@@ -179,13 +179,15 @@ def test_three_songs_render_the_frames_of_the_single_process_path(
     pids_before = {info.pid for info in pool.workers.values()}
     sinks, seen = render(pool, songs)
     for features, sink in zip(songs, sinks, strict=True):
-        assert sink.committed and not sink.aborted
+        assert sink.committed
+        assert not sink.aborted
         assert [f.index for f in sink.frames] == list(range(features.num_frames))
         assert [f.time for f in sink.frames] == [i / features.fps for i in range(len(sink.frames))]
         for image, frame in zip(single_process(reference, features), sink.frames, strict=True):
             np.testing.assert_array_equal(image, frame.image)
     assert {r.worker for r in seen.reports} == {"w0", "w1"}  # the songs were spread
-    assert seen.songs_done == 3 and seen.frames_done == sum(s.num_frames for s in songs)
+    assert seen.songs_done == 3
+    assert seen.frames_done == sum(s.num_frames for s in songs)
     # the same actors served every song: models are loaded per worker, not per song
     assert {info.pid for info in pool.workers.values()} == pids_before
 
@@ -198,7 +200,8 @@ def test_a_long_song_in_chunks_matches_the_unsplit_render_at_every_seam(
     song = make_features(96, energy=0.05 * rng.random(96), seed=5)
     sinks, seen = render(pool, [song], chunk_seconds=2.0)
     frames = [f.image for f in sinks[0].frames]
-    assert len(frames) == 96 and sinks[0].committed
+    assert len(frames) == 96
+    assert sinks[0].committed
     whole = single_process(reference, song)
     seams = sorted({r.start for r in seen.reports} & set(range(16, 96, 16)))
     assert seams == [16, 32, 48, 64, 80]  # six chunks of 2 s at 8 fps
@@ -209,7 +212,8 @@ def test_a_long_song_in_chunks_matches_the_unsplit_render_at_every_seam(
     assert min(worst.values()) >= SEAM_PSNR, worst
     # the warm-up frames were rendered and dropped: the first piece of each chunk did more work
     warm = warmup_frames(config)
-    assert warm is not None and warm > 0
+    assert warm is not None
+    assert warm > 0
     firsts = [r for r in seen.reports if r.start in seams]
     assert all(r.rendered >= r.stop - r.start + warm for r in firsts)
 
@@ -312,8 +316,10 @@ def test_a_worker_killed_mid_chunk_still_finishes_every_song(
     total = sum(song.features.num_frames for song in songs)
     bar = KillOnce(pool, "w1", total, len(songs))
     written = render_to_files(pool, config, songs, options, bar)
-    assert bar.killed_at is not None and bar.lost == ["w1"]
-    assert bar.retries >= 1 and list(pool.workers) == ["w0"]
+    assert bar.killed_at is not None
+    assert bar.lost == ["w1"]
+    assert bar.retries >= 1
+    assert list(pool.workers) == ["w0"]
     assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "c.mp4", "long.mp4"]
     assert written == [out / "a.mp4", out / "long.mp4", out / "c.mp4"]
     for song in songs:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ MODES = ("follow", "lead")
 
 
 @pytest.fixture(scope="module")
-def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
+def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     require_netns()
     procs: dict[str, subprocess.Popen[str]] = {}
     for mode in MODES:
@@ -41,13 +40,14 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, di
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    yield results
+    return results
 
 
 def result(scenarios: dict[str, dict[str, Any]], mode: str) -> dict[str, Any]:
     got = scenarios[mode]
     assert "failed" not in got, got.get("failed")
-    assert got["exit_code"] == 0 and not got["traceback"]
+    assert got["exit_code"] == 0
+    assert not got["traceback"]
     return got
 
 
@@ -82,7 +82,8 @@ def test_lead_publishes_the_click_tracks_tempo_and_beats(scenarios: dict[str, An
     r = result(scenarios, "lead")
     # the peer started at 90 BPM; the daemon moved its session to the music
     assert r["lock_s"] < 2.0
-    assert r["tempo_min"] >= 119.0 and r["tempo_max"] <= 121.0
+    assert r["tempo_min"] >= 119.0
+    assert r["tempo_max"] <= 121.0
     assert len(r["phase_errors_s"]) >= 5
     assert max(abs(e) for e in r["phase_errors_s"]) <= 0.030, r["phase_errors_s"]
     assert abs(r["origin_estimate_error_s"]) < 0.5

@@ -84,11 +84,13 @@ def test_start_makes_the_first_clock_a_downbeat() -> None:
     for k in range(1, 3):
         control.on_message(CLOCK, at=10.0 + k * tick)
     at_first = clock.reading(10.0)
-    assert at_first is not None and at_first.position == pytest.approx(0.0, abs=1e-6)
+    assert at_first is not None
+    assert at_first.position == pytest.approx(0.0, abs=1e-6)
     for k in range(3, 6 * PPQN):  # 6 beats: clocks 0 .. 143
         control.on_message(CLOCK, at=10.0 + k * tick)
     reading = clock.reading(10.0 + (6 * PPQN - 1) * tick)
-    assert reading is not None and reading.quantum == 4
+    assert reading is not None
+    assert reading.quantum == 4
     assert reading.position == pytest.approx((6 * PPQN - 1) / PPQN)
 
 
@@ -96,7 +98,8 @@ def test_without_start_the_bar_is_unknown() -> None:
     control, clock = surface()
     last = feed(control, 120.0, 2, 5.0, 0.0)
     reading = clock.reading(last)
-    assert reading is not None and reading.quantum is None
+    assert reading is not None
+    assert reading.quantum is None
 
 
 def test_stop_freezes_continue_resumes_song_position_moves() -> None:
@@ -105,14 +108,16 @@ def test_stop_freezes_continue_resumes_song_position_moves() -> None:
     last = feed(control, 120.0, 2, 0.0, 0.0)
     control.on_message(mido.Message("stop"), at=last + 0.01)
     frozen = clock.reading(last + 5.0)
-    assert frozen is not None and frozen.position == pytest.approx((2 * PPQN - 1) / PPQN)
+    assert frozen is not None
+    assert frozen.position == pytest.approx((2 * PPQN - 1) / PPQN)
     assert not clock.running(last + 0.1)
     # song position 16 sixteenths = beat 4 = bar 2; the next clock after continue is there
     control.on_message(mido.Message("songpos", pos=16), at=last + 1.0)
     control.on_message(mido.Message("continue"), at=last + 1.1)
     control.on_message(CLOCK, at=last + 1.2)
     moved = clock.reading(last + 1.2)
-    assert moved is not None and moved.position == pytest.approx(4.0, abs=1e-6)
+    assert moved is not None
+    assert moved.position == pytest.approx(4.0, abs=1e-6)
     assert moved.quantum == 4
 
 
@@ -121,7 +126,8 @@ def test_a_clock_that_stops_without_stop_halts_the_beat() -> None:
     last = feed(control, 120.0, 2, 0.0, 0.0)
     late = clock.reading(last + 10.0)
     capped = clock.reading(last + MAX_EXTRAPOLATION)
-    assert late is not None and capped is not None
+    assert late is not None
+    assert capped is not None
     assert late.position == pytest.approx(capped.position)
     assert not clock.running(last + 10.0)
 

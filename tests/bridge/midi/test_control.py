@@ -14,7 +14,7 @@ import mido
 import pytest
 
 from bridge.midi.control import MidiControl, binding_toml
-from bridge.midi.mapping import MidiMap, midi_map_from_data, preset_choices
+from bridge.midi.mapping import CcBinding, MidiMap, midi_map_from_data, preset_choices
 from engine.controls import ControlStore
 from engine.errors import ControlError
 from osc_schema.controls import LiveControls
@@ -191,7 +191,7 @@ def test_a_failing_update_is_logged_never_raised(caplog: pytest.LogCaptureFixtur
 
 def test_learn_binds_the_next_cc() -> None:
     r = Recorded()
-    learned = []
+    learned: list[CcBinding] = []
     assert r.control.learn("similarity", learned.append) == "/hamba/similarity"
     assert r.control.learning == "/hamba/similarity"
     cc(r, 21, 10, channel=2)  # this move binds; it does not set a value
@@ -204,7 +204,8 @@ def test_learn_binds_the_next_cc() -> None:
     cc(r, 21, 125, channel=2)
     cc(r, 21, 100, channel=2)
     assert r.values.similarity == pytest.approx(100 / 127, abs=1e-6)
-    assert "cc = 21" in binding_toml(binding) and "channel = 3" in binding_toml(binding)
+    assert "cc = 21" in binding_toml(binding)
+    assert "channel = 3" in binding_toml(binding)
 
 
 def test_learn_replaces_an_existing_binding_of_that_cc() -> None:

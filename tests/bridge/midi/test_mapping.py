@@ -22,7 +22,8 @@ EXAMPLE = REPO / "docs" / "midi-launch-control-xl.toml"
 
 def test_the_shipped_example_loads() -> None:
     mapping = load_midi_map(EXAMPLE)
-    assert mapping.input == "Launch Control XL" and mapping.channel == 9
+    assert mapping.input == "Launch Control XL"
+    assert mapping.channel == 9
     assert {b.control for b in mapping.cc} >= {"/hamba/blend", "/hamba/strength"}
     assert {n.action for n in mapping.note} == {
         "pause",
@@ -52,13 +53,15 @@ def test_cc_spans_each_controls_schema_range(address: str) -> None:
     binding = CcBinding(cc=1, control=address)
     argument = lookup(address).arguments[0]
     if argument.tag == "T":
-        assert binding.value(0) is False and binding.value(63) is False
-        assert binding.value(64) is True and binding.value(127) is True
+        assert binding.value(0) is False
+        assert binding.value(63) is False
+        assert binding.value(64) is True
+        assert binding.value(127) is True
         return
     assert binding.value(0) == argument.minimum
     assert binding.value(127) == argument.maximum
     middle = binding.value(64)
-    assert argument.minimum < middle < argument.maximum  # type: ignore[operator]
+    assert argument.minimum < middle < argument.maximum
     if argument.tag == "i":
         assert isinstance(middle, int)
     assert binding.position(binding.value(64)) == pytest.approx(64, abs=0.5)
@@ -71,7 +74,8 @@ def test_names_and_addresses_both_work() -> None:
 
 def test_curve_and_sub_range() -> None:
     binding = CcBinding(cc=1, control="reactivity", curve=2.0, min=0.5, max=1.5)
-    assert binding.value(0) == 0.5 and binding.value(127) == 1.5
+    assert binding.value(0) == 0.5
+    assert binding.value(127) == 1.5
     assert binding.value(64) == pytest.approx(0.5 + (64 / 127) ** 2)
     assert binding.position(0.5 + (64 / 127) ** 2) == pytest.approx(64)
 
@@ -108,7 +112,8 @@ def test_bad_mappings_name_the_file_and_the_field(tmp_path: Path, body: str, exp
     with pytest.raises(ConfigError) as info:
         load_midi_map(path)
     message = str(info.value)
-    assert str(path) in message and expected in message, message
+    assert str(path) in message, message
+    assert expected in message, message
 
 
 def test_malformed_toml_and_missing_files(tmp_path: Path) -> None:

@@ -87,11 +87,13 @@ def test_learn_over_osc_binds_and_answers(rig: Rig) -> None:
 def test_learn_of_an_unknown_control_is_an_osc_error(rig: Rig) -> None:
     rig.send("/hamba/blnd")
     address, (culprit, reason) = rig.reply()
-    assert address == "/hamba/error" and culprit == MIDI_LEARN
+    assert address == "/hamba/error"
+    assert culprit == MIDI_LEARN
     assert "unknown control '/hamba/blnd'" in reason
     rig.send(3)  # the wrong type: the schema refuses it before the handler
     address, (culprit, reason) = rig.reply()
-    assert culprit == MIDI_LEARN and "expects a string" in reason
+    assert culprit == MIDI_LEARN
+    assert "expects a string" in reason
 
 
 def test_learn_without_midi_says_so() -> None:
@@ -99,7 +101,8 @@ def test_learn_without_midi_says_so() -> None:
     try:
         rig.send("blend")
         address, (_, reason) = rig.reply()
-        assert address == "/hamba/error" and "MIDI is off" in reason
+        assert address == "/hamba/error"
+        assert "MIDI is off" in reason
     finally:
         rig.close()
 
@@ -137,7 +140,8 @@ def test_the_cli_reports_a_refusal_and_a_timeout(rig: Rig) -> None:
         timeout=30,
         check=False,
     )
-    assert refused.returncode == 2 and "unknown control 'nonsense'" in refused.stderr
+    assert refused.returncode == 2
+    assert "unknown control 'nonsense'" in refused.stderr
     assert "Traceback" not in refused.stderr
     quiet = subprocess.run(
         hamba_command(
@@ -150,6 +154,8 @@ def test_the_cli_reports_a_refusal_and_a_timeout(rig: Rig) -> None:
         timeout=30,
         check=False,
     )
-    assert quiet.returncode == 2 and "no CC moved within 0.5 s" in quiet.stderr
+    assert quiet.returncode == 2
+    assert "no CC moved within 0.5 s" in quiet.stderr
     time.sleep(0.2)
-    assert rig.surface is not None and rig.surface.control.learning is None  # cancelled
+    assert rig.surface is not None
+    assert rig.surface.control.learning is None  # cancelled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
@@ -24,5 +25,5 @@ def server(store: ControlStore) -> Iterator[OscServer]:
 
 @pytest.fixture
 def client(server: OscServer) -> Iterator[SimpleUDPClient]:
-    with SimpleUDPClient("127.0.0.1", server.port) as udp:
+    with closing(SimpleUDPClient("127.0.0.1", server.port)) as udp:
         yield udp

@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -122,11 +121,18 @@ def http_get(url: str) -> tuple[int, Any]:
     return status, json.loads(body) if body else None
 
 
-@dataclass(frozen=True)
-class RawPacket:
-    """Any bytes, sendable with python-osc's ``client.send`` (which only reads ``.dgram``)."""
+class RawPacket(OscMessage):
+    """Any bytes, sendable with python-osc's ``client.send`` (which only reads ``.dgram``).
 
-    dgram: bytes
+    An ``OscMessage`` that skips parsing: the bytes may be malformed on purpose.
+    """
+
+    def __init__(self, dgram: bytes) -> None:
+        self._raw = dgram
+
+    @property
+    def dgram(self) -> bytes:
+        return self._raw
 
 
 def music_state(

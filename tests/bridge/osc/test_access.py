@@ -42,7 +42,8 @@ def udp_from(host: str) -> socket.socket:
 def test_parse_networks_accepts_hosts_and_ranges_and_names_a_bad_one() -> None:
     networks = parse_networks(["192.168.1.0/24", "10.0.0.5", "::1", " 127.0.0.0/8 "])
     assert [str(n) for n in networks] == ["192.168.1.0/24", "10.0.0.5/32", "::1/128", "127.0.0.0/8"]
-    assert host_allowed("192.168.1.77", networks) and not host_allowed("192.168.2.1", networks)
+    assert host_allowed("192.168.1.77", networks)
+    assert not host_allowed("192.168.2.1", networks)
     assert host_allowed("::ffff:10.0.0.5", networks)  # a v4-mapped sender
     assert not host_allowed("not an ip", networks)
     assert host_allowed("203.0.113.9", ())  # no list: open
@@ -51,9 +52,11 @@ def test_parse_networks_accepts_hosts_and_ranges_and_names_a_bad_one() -> None:
 
 
 def test_tokens_compare_exactly() -> None:
-    assert token_matches(None, None) and token_matches(None, "anything")
+    assert token_matches(None, None)
+    assert token_matches(None, "anything")
     assert token_matches("s3cret", "s3cret")
-    assert not token_matches("s3cret", None) and not token_matches("s3cret", "s3cre")
+    assert not token_matches("s3cret", None)
+    assert not token_matches("s3cret", "s3cre")
 
 
 def test_udp_from_outside_the_allow_list_is_dropped_and_counted(
@@ -72,7 +75,8 @@ def test_udp_from_outside_the_allow_list_is_dropped_and_counted(
         with pytest.raises(TimeoutError):  # the stranger is not: nothing to learn from us
             stranger.recv(4096)
     assert guarded.stats.refused == 2
-    assert guarded.stats.applied == 1 and guarded.stats.rejected == 1
+    assert guarded.stats.applied == 1
+    assert guarded.stats.rejected == 1
 
 
 def test_tcp_from_outside_the_allow_list_is_dropped(
@@ -101,5 +105,7 @@ def test_websocket_writes_from_outside_the_allow_list_are_refused(
 
     with OscQueryServer(store, osc_port=guarded.port, osc=guarded, advertise=False) as oscquery:
         reply = asyncio.run(scenario(oscquery.http_port))
-    assert reply.address == "/hamba/error" and "may not steer" in reply.params[1]
-    assert store.values.seed == 42 and guarded.stats.refused == 1
+    assert reply.address == "/hamba/error"
+    assert "may not steer" in reply.params[1]
+    assert store.values.seed == 42
+    assert guarded.stats.refused == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -47,7 +48,8 @@ def test_providers_add_their_addresses_to_every_frame(listener: socket.socket) -
     finally:
         sender.close()
     assert got[BEAT_SOURCE_STATUS] == ["link"]
-    assert got[LINK_PEERS] == [2] and got[LINK_TEMPO] == [128.0]
+    assert got[LINK_PEERS] == [2]
+    assert got[LINK_TEMPO] == [128.0]
     assert "/hamba/status/frame" in got
     assert sender.latest()[LINK_PEERS] == (2,)  # OSCQuery VALUE sees them too
 
@@ -84,16 +86,18 @@ def test_a_handler_gets_checked_arguments_and_the_sender() -> None:
 
     with OscServer(ControlStore(), port=0) as server:
         server.add_handler(MIDI_LEARN, learn)
-        with SimpleUDPClient("127.0.0.1", server.port) as client:
+        with closing(SimpleUDPClient("127.0.0.1", server.port)) as client:
             client.send_message(MIDI_LEARN, "blend")
             (reply,) = receive(client, 1)
             assert reply.address == "/hamba/midi/learned"
             client.send_message(MIDI_LEARN, 5)  # not a string: refused before the handler
             client.send_message(MIDI_LEARN, "no")
             first, second = receive(client, 2)
-    assert calls[0][0] == ("blend",) and calls[0][1][0] == "127.0.0.1"
+    assert calls[0][0] == ("blend",)
+    assert calls[0][1][0] == "127.0.0.1"
     assert len(calls) == 1
-    assert first.address == "/hamba/error" and "expects a string" in first.params[1]
+    assert first.address == "/hamba/error"
+    assert "expects a string" in first.params[1]
     assert second.params == [MIDI_LEARN, "refused"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -135,7 +136,8 @@ def test_subscribe_and_unsubscribe_over_osc(
     port = port_of(listener)
     client.send_message("/hamba/subscribe", port)
     assert barrier(client) == []
-    assert server.feedback.targets == (("127.0.0.1", port),)
+    subscribed = server.feedback.targets
+    assert subscribed == (("127.0.0.1", port),)
     server.feedback.send_frame(music(7, beat=False), fps=30.0, frame=7)
     assert [m.address for m in read(listener, 5)] == PER_FRAME
     client.send_message("/hamba/unsubscribe", port)
@@ -147,7 +149,7 @@ def test_server_feeds_the_sender_it_was_given(store: ControlStore, listener: soc
     feedback = FeedbackSender()
     with (
         OscServer(store, port=0, feedback=feedback) as server,
-        SimpleUDPClient("127.0.0.1", server.port) as client,
+        closing(SimpleUDPClient("127.0.0.1", server.port)) as client,
     ):
         client.send_message("/hamba/subscribe", port_of(listener))
         barrier(client)
@@ -209,7 +211,8 @@ def test_hand_packed_messages_are_python_osc_s_bytes() -> None:
         args = samples[entry.type_tags]
         assert encoder.encode(entry.address, args) == build_msg(entry.address, list(args)).dgram
         tested.append(entry.address)
-    assert STATUS_ERROR in tested and CHROMA in tested
+    assert STATUS_ERROR in tested
+    assert CHROMA in tested
     builder = OscBundleBuilder(IMMEDIATELY)
     for address in (ENERGY, FRAME):
         builder.add_content(build_msg(address, [0.5 if address == ENERGY else 3]))

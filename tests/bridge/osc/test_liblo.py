@@ -54,11 +54,13 @@ def test_oscdump_reads_the_feedback() -> None:
         ["oscdump", "-L", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     lines: queue.Queue[str] = queue.Queue()
-    # oscdump prints "<timetag> <address> <types> <values>": keep what follows the time tag
-    threading.Thread(
-        target=lambda: [lines.put(line.strip().split(" ", 1)[-1]) for line in dump.stdout or ()],
-        daemon=True,
-    ).start()
+
+    def pump() -> None:
+        # oscdump prints "<timetag> <address> <types> <values>": keep what follows the time tag
+        for line in dump.stdout or ():
+            lines.put(line.strip().split(" ", 1)[-1])
+
+    threading.Thread(target=pump, daemon=True).start()
     sender = FeedbackSender([("127.0.0.1", port)])
     state = music_state(3, beat=True, beat_count=8, energy=0.5, tempo=96.0)
     expected = {

@@ -65,7 +65,8 @@ async def settle(ws: ClientConnection, path: str = "/hamba/seed") -> None:
     await command(ws, "LISTEN", path)
     await ws.send(build_msg("/hamba/__probe__", []).dgram)
     message = await next_message(ws)
-    assert message.address == "/hamba/error" and message.params[0] == "/hamba/__probe__"
+    assert message.address == "/hamba/error"
+    assert message.params[0] == "/hamba/__probe__"
 
 
 def test_listen_streams_every_change_once_and_ignore_stops_it(
@@ -109,7 +110,8 @@ def test_osc_over_the_socket_uses_the_validated_path(
             await ws.send(build_msg("/hamba/blend", [7.5]).dgram)  # out of range
             error = await next_message(ws)
             assert error.address == "/hamba/error"
-            assert error.params[0] == "/hamba/blend" and "maximum" in error.params[1]
+            assert error.params[0] == "/hamba/blend"
+            assert "maximum" in error.params[1]
             await ws.send(build_msg("/hamba/preset", ["quality"]).dgram)
             replies = [await next_message(ws) for _ in range(4)]
             assert {m.address for m in replies} == {
@@ -122,7 +124,8 @@ def test_osc_over_the_socket_uses_the_validated_path(
     asyncio.run(scenario())
     assert store.values.preset == "quality"
     assert store.values.chroma_prompts[3] == "brass in fog"
-    assert server.stats.rejected == 1 and server.stats.applied == 3
+    assert server.stats.rejected == 1
+    assert server.stats.applied == 3
 
 
 def test_garbage_is_dropped_and_the_connection_lives_on(
@@ -155,7 +158,8 @@ def test_garbage_is_dropped_and_the_connection_lives_on(
     asyncio.run(scenario())
     assert oscquery.ws_stats.dropped_commands == len(garbage_text)
     assert server.stats.malformed >= 3
-    assert oscquery.running and store.values.blend == 0.5
+    assert oscquery.running
+    assert store.values.blend == 0.5
 
 
 def test_meters_stream_the_engines_outgoing_values(oscquery: OscQueryServer) -> None:

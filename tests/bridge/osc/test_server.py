@@ -194,7 +194,7 @@ def test_a_failing_handler_does_not_drop_the_rest_of_a_bundle(
 def test_future_bundle_applies_without_waiting(
     store: ControlStore, client: SimpleUDPClient
 ) -> None:
-    bundle = OscBundleBuilder(time.time() + 3600)  # an hour from now
+    bundle = OscBundleBuilder(int(time.time()) + 3600)  # an hour from now
     bundle.add_content(build_msg("/hamba/seed", [5]))
     client.send(bundle.build())
     barrier(client)

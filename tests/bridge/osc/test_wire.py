@@ -27,7 +27,8 @@ def test_zero_padded_floats_are_caught(cut: int) -> None:
     dgram = build_msg("/hamba/x", [0.25, 0.5]).dgram[:-cut]
     message = OscMessage(dgram)  # python-osc accepts it, padding the floats with zeros
     problem = wire_problem(message)
-    assert problem is not None and problem.startswith("truncated")
+    assert problem is not None
+    assert problem.startswith("truncated")
 
 
 def test_unsupported_tags_are_named() -> None:

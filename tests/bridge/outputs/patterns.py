@@ -37,7 +37,7 @@ def stamped_frame(index: int, body: np.ndarray) -> np.ndarray:
     frame = body.copy()
     flat = frame.reshape(-1)
     flat[4:12] = np.frombuffer(struct.pack("<q", index), dtype=np.uint8)
-    crc = zlib.crc32(memoryview(flat[4:]))
+    crc = zlib.crc32(flat[4:].data)
     flat[:4] = np.frombuffer(struct.pack("<I", crc), dtype=np.uint8)
     return frame
 
@@ -46,7 +46,7 @@ def read_stamp(frame: np.ndarray) -> tuple[bool, int]:
     """(crc matches, embedded index) of a stamped frame: a torn frame fails the crc."""
     flat = np.ascontiguousarray(frame).reshape(-1)
     crc, index = _STAMP.unpack(flat[:12].tobytes())
-    return zlib.crc32(memoryview(flat[4:])) == crc, index
+    return zlib.crc32(flat[4:].data) == crc, index
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

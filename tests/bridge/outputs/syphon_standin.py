@@ -103,7 +103,9 @@ def syphon_standin(calls: Calls) -> dict[str, ModuleType]:
         return Texture(width, height, pixel_format)
 
     def copy_image_to_mtl_texture(image: np.ndarray, texture: Texture) -> None:
-        assert len(image.shape) == 3 and image.shape[2] == 4  # the library's own checks
+        # the library's own checks
+        assert len(image.shape) == 3
+        assert image.shape[2] == 4
         assert image.shape[:2] == (texture.height(), texture.width())
         # image.tobytes() into replaceRegion: the first bytes become the texture's first row
         texture.rows = np.frombuffer(image.tobytes(), np.uint8).reshape(texture.rows.shape)

@@ -83,7 +83,8 @@ def test_slow_output_drops_oldest_and_publish_never_waits() -> None:
     group.close()
     assert [i for _, i in stuck.frames] == [0, 48, 49]  # the oldest went first
     fine_indices = [i for _, i in fine.frames]
-    assert fine_indices == sorted(fine_indices) and fine_indices[-1] == 49
+    assert fine_indices == sorted(fine_indices)
+    assert fine_indices[-1] == 49
     assert len(fine_indices) + group.stats()["recorder"].dropped == 50
     final = group.stats()["stuck"]
     assert (final.published, final.dropped, final.errors, final.disabled) == (3, 47, 0, False)
@@ -103,17 +104,24 @@ def test_failing_output_is_disabled_and_the_others_carry_on(
         deadline = time.monotonic() + 10
         while not failing.closed and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert failing.closed and not fine.closed  # closed when disabled, not at the end
+        # closed when disabled, not at the end
+        assert failing.closed
+        assert not fine.closed
     stats = group.stats()
-    assert stats["failing"].errors == 3 and stats["failing"].disabled
+    assert stats["failing"].errors == 3
+    assert stats["failing"].disabled
     assert stats["failing"].last_error == "RuntimeError: device gone at frame 2"
-    assert stats["recorder"].published == 10 and not stats["recorder"].disabled
+    assert stats["recorder"].published == 10
+    assert not stats["recorder"].disabled
     assert [i for _, i in fine.frames] == list(range(10))
-    assert failing.closed and fine.closed
+    assert failing.closed
+    assert fine.closed
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(warnings) == 1 and "failing" in warnings[0].getMessage()  # rate-limited
-    assert len(errors) == 1 and "disabled after 3 failures" in errors[0].getMessage()
+    assert len(warnings) == 1
+    assert "failing" in warnings[0].getMessage()  # rate-limited
+    assert len(errors) == 1
+    assert "disabled after 3 failures" in errors[0].getMessage()
 
 
 def test_each_output_lives_on_one_thread_of_its_own() -> None:
@@ -135,7 +143,8 @@ def test_float_frame_is_converted_once_for_all_outputs() -> None:
         group.publish(np.full((4, 4, 4), 0.5, np.float32), 0, 0.0)
         group.flush(10)
     assert a.frames[0][0] is b.frames[0][0]
-    assert a.frames[0][0].dtype == np.uint8 and a.frames[0][0][0, 0, 0] == 128
+    assert a.frames[0][0].dtype == np.uint8
+    assert a.frames[0][0][0, 0, 0] == 128
 
 
 def test_bad_frame_is_refused_on_the_caller() -> None:
@@ -173,7 +182,8 @@ def test_close_drains_queued_frames() -> None:
     for index in range(5):
         group.publish(FRAME, index, 0.0)
     group.close()
-    assert [i for _, i in out.frames] == [0, 1, 2, 3, 4] and out.closed
+    assert [i for _, i in out.frames] == [0, 1, 2, 3, 4]
+    assert out.closed
 
 
 def test_same_names_get_numbered_and_bad_settings_are_refused() -> None:
@@ -195,7 +205,8 @@ def test_real_shm_output_keeps_flowing_beside_a_failing_one() -> None:
                 group.publish(np.full((4, 4, 4), index, np.uint8), index, index / 30)
                 assert group.flush(10)
                 frame = reader.read()
-                assert frame is not None and frame.index == index
+                assert frame is not None
+                assert frame.index == index
                 assert int(frame.image[0, 0, 0]) == index
         assert group.stats()["failing"].disabled
 
@@ -227,7 +238,9 @@ def test_pump_runs_each_open_output_on_the_calling_thread(
                 group.pump()
     group.pump()  # closed: nothing either
     me = threading.get_ident()
-    assert broken.pumps == [me] * 3 and fine.pumps == [me] * 3  # one failing does not stop others
+    # one failing does not stop others
+    assert broken.pumps == [me] * 3
+    assert fine.pumps == [me] * 3
     warnings = [r.getMessage() for r in caplog.records if "pump failed" in r.getMessage()]
     assert warnings == ["output broken: pump failed: RuntimeError: pump broke"]  # rate-limited
     assert {broken.threads["open"], fine.threads["open"]}.isdisjoint({me})
@@ -253,7 +266,12 @@ def test_shared_memory_is_written_straight_from_the_published_frame() -> None:
         out.open(8, 8, 30.0)
         copies: list[np.ndarray] = []
         original = out._copy_pixels
-        out._copy_pixels = lambda slot, source: (copies.append(source), original(slot, source))[1]  # type: ignore[method-assign]
+
+        def copy_pixels(slot: np.ndarray, frame: RGBAImage) -> None:
+            copies.append(frame)
+            original(slot, frame)
+
+        out._copy_pixels = copy_pixels  # type: ignore[method-assign]
         out.publish(frame, 0, 0.0)
         assert copies[0] is frame  # one copy: from the frame into the slot
         got = reader.read()

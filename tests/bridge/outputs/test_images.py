@@ -17,7 +17,8 @@ from tests.bridge.outputs.patterns import pattern_frame
 def test_frames_come_back_exactly_named_by_index(tmp_path: Path) -> None:
     folder = tmp_path / "frames" / "run1"
     out = create_output(f"png:{folder}")
-    assert isinstance(out, PngSequenceOutput) and folder.is_dir()
+    assert isinstance(out, PngSequenceOutput)
+    assert folder.is_dir()
     sent = {index: pattern_frame(index, 40, 24) for index in (0, 1, 7)}  # 2..6 were dropped
     with out:
         out.open(40, 24, 30.0)
@@ -27,7 +28,8 @@ def test_frames_come_back_exactly_named_by_index(tmp_path: Path) -> None:
     assert names == ["frame_000000.png", "frame_000001.png", "frame_000007.png"]
     for index, frame in sent.items():
         with Image.open(folder / f"frame_{index:06d}.png") as image:
-            assert image.mode == "RGBA" and image.size == (40, 24)
+            assert image.mode == "RGBA"
+            assert image.size == (40, 24)
             np.testing.assert_array_equal(np.asarray(image), frame)  # alpha included
 
 

@@ -56,7 +56,7 @@ class Viewer:
             time.sleep(0.02)
             self.receiver.frame_sync.capture_video()
             if (self.video.xres, self.video.yres) == (width, height):
-                data = self.video.get_array()
+                data: np.ndarray = self.video.get_array()
                 if data.size == width * height * 4 and index > 3:
                     return data.reshape(height, width, 4)
         raise AssertionError(f"no {width}x{height} frame within {WAIT_S} s")
@@ -86,7 +86,8 @@ def test_receiver_finds_sender_and_gets_clean_frames(pixel_format: str, viewer_f
     with NdiOutput(name, pixel_format=pixel_format) as out:
         out.open(320, 240, 30.0)
         # the name TouchDesigner and Resolume list: "HOST (name)"
-        assert out.source_name is not None and out.source_name.endswith(f" ({name})")
+        assert out.source_name is not None
+        assert out.source_name.endswith(f" ({name})")
         assert out.source_name.split(" (")[0].lower() in socket.gethostname().lower()
         viewer = viewer_for(out)
         sent = smooth_frame(320, 240)
@@ -146,4 +147,5 @@ def test_ndi_is_given_a_view_of_the_frame_not_a_copy() -> None:
         out._sender = Spy()
         frame = np.zeros((8, 8, 4), np.uint8)
         out.publish(frame, 0, 0.0)
-    assert given[0].ndim == 1 and np.shares_memory(given[0], frame)
+    assert given[0].ndim == 1
+    assert np.shares_memory(given[0], frame)

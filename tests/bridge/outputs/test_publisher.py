@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,7 +40,8 @@ def test_non_contiguous_frame_is_copied_once() -> None:
     big = np.arange(4 * 12 * 4, dtype=np.uint8).reshape(4, 12, 4)
     view = big[:, ::2]
     out = validate_frame(view)
-    assert out.flags.c_contiguous and not np.shares_memory(out, big)
+    assert out.flags.c_contiguous
+    assert not np.shares_memory(out, big)
     np.testing.assert_array_equal(out, view)
     assert validate_frame(out) is out
 
@@ -62,11 +64,13 @@ def test_not_an_array_is_refused() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_float_frame_in_unit_range_is_rounded_to_uint8(dtype: type) -> None:
+def test_float_frame_in_unit_range_is_rounded_to_uint8(dtype: type[np.floating[Any]]) -> None:
     values = np.array([0.0, 1 / 255, 0.5, 1.0], dtype=dtype)
     frame = np.broadcast_to(values, (3, 2, 4)).astype(dtype)
     out = validate_frame(frame)
-    assert out.dtype == np.uint8 and out.flags.c_contiguous and out.shape == (3, 2, 4)
+    assert out.dtype == np.uint8
+    assert out.flags.c_contiguous
+    assert out.shape == (3, 2, 4)
     np.testing.assert_array_equal(out[0, 0], [0, 1, 128, 255])
 
 
@@ -108,8 +112,12 @@ def test_lifecycle_checks() -> None:
     out.close()  # idempotent
     kinds = [kind for kind, _ in out.calls]
     assert kinds == ["open", "publish", "close"]
-    published, index, time = out.calls[1][1]  # type: ignore[misc]
-    assert (index, time) == (7, 0.25) and published.dtype == np.uint8 and published.max() == 255
+    publish = out.calls[1][1]
+    assert isinstance(publish, tuple)
+    published, index, time = publish
+    assert (index, time) == (7, 0.25)
+    assert published.dtype == np.uint8
+    assert published.max() == 255
 
 
 def test_outputs_satisfy_the_protocol() -> None:

@@ -44,11 +44,14 @@ class Null(PublisherBase):
 def test_available_outputs_on_linux() -> None:
     rows = {row.kind: row for row in available_outputs()}
     assert set(rows) == {"syphon", "spout", "ndi", "shm", "file", "png"}
-    assert not rows["syphon"].available and "needs macOS (this is Linux)" in rows["syphon"].reason
-    assert not rows["spout"].available and "needs Windows (this is Linux)" in rows["spout"].reason
+    assert not rows["syphon"].available
+    assert "needs macOS (this is Linux)" in rows["syphon"].reason
+    assert not rows["spout"].available
+    assert "needs Windows (this is Linux)" in rows["spout"].reason
     for kind in ("ndi", "shm", "file", "png"):
         assert rows[kind].available, rows[kind]
-    assert "NDI" in rows["ndi"].reason and "libx264" in rows["file"].reason
+    assert "NDI" in rows["ndi"].reason
+    assert "libx264" in rows["file"].reason
 
 
 @pytest.mark.parametrize(("spec", "platform"), [("syphon", "macOS"), ("spout", "Windows")])
@@ -56,7 +59,9 @@ def test_platform_bound_output_names_platform_and_alternatives(spec: str, platfo
     with pytest.raises(OutputError) as err:
         create_output(spec)
     message = str(err.value)
-    assert f"'{spec}'" in message and f"needs {platform}" in message and "Linux" in message
+    assert f"'{spec}'" in message
+    assert f"needs {platform}" in message
+    assert "Linux" in message
     assert "outputs that work here: ndi, shm, file:PATH.mp4, png:DIR" in message
 
 
@@ -94,7 +99,8 @@ def test_unwritable_paths_are_named(tmp_path: Path) -> None:
 def test_specs_build_their_outputs(tmp_path: Path) -> None:
     assert isinstance(create_output("NDI", name="stage"), NdiOutput)
     video = create_output(f" file:{tmp_path / 'new' / 'out.mp4'} ", audio_path=None)
-    assert isinstance(video, VideoFileOutput) and (tmp_path / "new").is_dir()
+    assert isinstance(video, VideoFileOutput)
+    assert (tmp_path / "new").is_dir()
     assert isinstance(create_output(f"png:{tmp_path / 'frames'}"), PngSequenceOutput)
 
 
@@ -103,13 +109,15 @@ def test_auto_picks_the_platform_output(monkeypatch: pytest.MonkeyPatch) -> None
     assert resolve_auto("win32") == "spout"
     assert resolve_auto("linux") == "ndi"
     out = create_output("auto", name="auto-test")
-    assert isinstance(out, NdiOutput) and out.name == "ndi:auto-test"
+    assert isinstance(out, NdiOutput)
+    assert out.name == "ndi:auto-test"
 
 
 def test_registered_kind_is_built_with_its_target(registry: None) -> None:
     register_output("null", lambda target, **_: Null(target), description="nothing", target="X")
     out = create_output("null:here")
-    assert isinstance(out, Null) and out.name == "null:here"
+    assert isinstance(out, Null)
+    assert out.name == "null:here"
     assert ("null", True, "nothing") in available_outputs()
     with pytest.raises(OutputError, match="cannot register"):
         register_output("auto", lambda target, **_: Null(target))
@@ -122,12 +130,15 @@ def test_missing_native_library_is_named_with_alternatives(registry: None) -> No
 
     register_output("ghost", lambda target, **_: Null(target), probe=probe)
     row = next(r for r in available_outputs() if r.kind == "ghost")
-    assert not row.available and "hamba_no_such_module" in row.reason
+    assert not row.available
+    assert "hamba_no_such_module" in row.reason
     with pytest.raises(OutputError) as err:
         create_output("ghost")
     message = str(err.value)
-    assert "'ghost'" in message and "'hamba_no_such_module'" in message
-    assert "pip install ghost" in message and "on linux" in message
+    assert "'ghost'" in message
+    assert "'hamba_no_such_module'" in message
+    assert "pip install ghost" in message
+    assert "on linux" in message
     assert "outputs that work here: ndi, shm" in message
 
 

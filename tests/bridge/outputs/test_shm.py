@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,12 @@ def name() -> Iterator[str]:
     assert not segment_exists(segment_name(value)), "a test left its segment behind"
 
 
+def _buf(segment: SharedMemory) -> memoryview:
+    """The bytes of an attached segment (``buf`` is None only once it is closed)."""
+    assert segment.buf is not None
+    return segment.buf
+
+
 def segment_exists(segment: str) -> bool:
     try:
         shm = _attach(segment, create=False)
@@ -117,7 +124,8 @@ def test_segment_name_rules() -> None:
     assert segment_name("hambaMetal") == "hamba_hambaMetal"
     assert segment_name("my show!") == "hamba_my_show_"
     long_a, long_b = segment_name("x" * 40 + "a"), segment_name("x" * 40 + "b")
-    assert len(long_a) == 30 and long_a != long_b
+    assert len(long_a) == 30
+    assert long_a != long_b
     assert re.fullmatch(r"hamba_x{15}_[0-9a-f]{8}", long_a)
     with pytest.raises(OutputError, match="non-empty"):
         segment_name("")
@@ -125,7 +133,9 @@ def test_segment_name_rules() -> None:
 
 def test_round_trip_in_one_process(name: str) -> None:
     reader = ShmFrameReader(name)
-    assert reader.read() is None and not reader.connected  # no writer yet
+    # no writer yet
+    assert reader.read() is None
+    assert not reader.connected
     with ShmOutput(name) as out:
         out.open(64, 48, 25.0)
         assert reader.read() is None  # attached, nothing published
@@ -133,12 +143,17 @@ def test_round_trip_in_one_process(name: str) -> None:
         frame = pattern_frame(3, 64, 48)
         out.publish(frame, 3, 0.12)
         got = reader.read()
-        assert got is not None and got.index == 3 and got.time == 0.12
+        assert got is not None
+        assert got.index == 3
+        assert got.time == 0.12
         np.testing.assert_array_equal(got.image, frame)
-        assert got.image.flags.c_contiguous and got.image.flags.writeable
+        assert got.image.flags.c_contiguous
+        assert got.image.flags.writeable
         assert reader.read(new_only=True) is None  # nothing newer
         assert reader.read() is not None  # the latest again
-    assert reader.read() is None and not reader.connected  # closed: state 2, then gone
+    # closed: state 2, then gone
+    assert reader.read() is None
+    assert not reader.connected
     reader.close()
 
 
@@ -148,7 +163,8 @@ def test_bgra_is_converted_while_copying(name: str) -> None:
         frame = pattern_frame(1, 8, 4)
         out.publish(frame, 0, 0.0)
         got = reader.read()
-        assert reader.pixel_format == "bgra" and got is not None
+        assert reader.pixel_format == "bgra"
+        assert got is not None
         np.testing.assert_array_equal(got.image, frame[..., [2, 1, 0, 3]])
 
 
@@ -195,7 +211,8 @@ def test_five_seconds_flat_out_never_tears(name: str) -> None:
             continue
         intact, stamped_index = read_stamp(frame.image)
         assert intact, f"torn frame at index {frame.index}"
-        assert stamped_index == frame.index and frame.time == frame.index / 1000.0
+        assert stamped_index == frame.index
+        assert frame.time == frame.index / 1000.0
         assert frame.index >= last, f"index went back from {last} to {frame.index}"
         distinct += frame.index != last
         last = frame.index
@@ -206,7 +223,8 @@ def test_five_seconds_flat_out_never_tears(name: str) -> None:
         f"writer published {published}, reader checked {reads} reads of {distinct} frames, "
         f"{reader.torn} torn reads retried"
     )
-    assert distinct >= 50 and last < published
+    assert distinct >= 50
+    assert last < published
     assert not segment_exists(segment_name(name))  # the writer closed: segment unlinked
 
 
@@ -264,13 +282,13 @@ def test_foreign_segment_is_refused(name: str) -> None:
     segment = segment_name(name)
     foreign = _attach(segment, create=True, size=4096)
     try:
-        foreign.buf[:8] = b"NOTOURS!"
+        _buf(foreign)[:8] = b"NOTOURS!"
         with pytest.raises(OutputError, match=rf"{segment}.*not a hambaMetal frame segment"):
             ShmOutput(name).open(8, 8, 30.0)
         with pytest.raises(OutputError, match=rf"{segment}.*not a hambaMetal"):
             ShmFrameReader(name)
     finally:
-        foreign.buf[:8] = bytes(8)
+        _buf(foreign)[:8] = bytes(8)
         foreign.close()
         with ShmOutput(name) as out:  # an all-zero header counts as an abandoned start-up
             out.open(8, 8, 30.0)
@@ -283,20 +301,24 @@ def test_reader_retries_a_slot_being_rewritten(name: str) -> None:
         out.publish(pattern_frame(0, 8, 8), 0, 0.0)
         raw = _attach(out.segment, create=False)
         try:
-            seq = struct.unpack_from("<Q", raw.buf, HEADER_SIZE)[0]
-            struct.pack_into("<Q", raw.buf, HEADER_SIZE, seq + 1)  # slot 0: "being written"
-            assert reader.read() is None and reader.torn == reader.retries
-            struct.pack_into("<Q", raw.buf, HEADER_SIZE, seq)
+            seq = struct.unpack_from("<Q", _buf(raw), HEADER_SIZE)[0]
+            struct.pack_into("<Q", _buf(raw), HEADER_SIZE, seq + 1)  # slot 0: "being written"
+            assert reader.read() is None
+            assert reader.torn == reader.retries
+            struct.pack_into("<Q", _buf(raw), HEADER_SIZE, seq)
             got = reader.read()
-            assert got is not None and got.index == 0
+            assert got is not None
+            assert got.index == 0
         finally:
             raw.close()
 
 
 def test_registry_builds_the_shm_output(name: str) -> None:
     out = create_output("shm", name=name, slots=4)
-    assert isinstance(out, ShmOutput) and ShmFrameWriter is ShmOutput
-    assert out.name == f"shm:hamba_{name}" and out.slots == 4
+    assert isinstance(out, ShmOutput)
+    assert ShmFrameWriter is ShmOutput
+    assert out.name == f"shm:hamba_{name}"
+    assert out.slots == 4
 
 
 def _doc_reader() -> dict[str, Any]:
@@ -346,7 +368,7 @@ class _Interrupted(ShmOutput):
 def _slot_seq(segment: str, slot: int, slot_size: int) -> int:
     raw = _attach(segment, create=False)
     try:
-        return int(struct.unpack_from("<Q", raw.buf, HEADER_SIZE + slot * slot_size)[0])
+        return int(struct.unpack_from("<Q", _buf(raw), HEADER_SIZE + slot * slot_size)[0])
     finally:
         raw.close()
 
@@ -355,13 +377,18 @@ def test_a_slot_is_marked_odd_while_the_writer_fills_it(name: str) -> None:
     """The odd mark is what tells a reader to come back later: without it a reader has only
     the checksum (this test fails when the writer's first increment is removed)."""
     seen: list[int] = []
-    out = _Interrupted(name, lambda: seen.append(_slot_seq(out.segment, len(seen) % 3, size)))
+
+    def probe() -> None:
+        seen.append(_slot_seq(out.segment, len(seen) % 3, size))
+
+    out = _Interrupted(name, probe)
     with out:
         out.open(16, 8, 30.0)
         size = _slot_size(16, 8)
         for index in range(4):
             out.publish(pattern_frame(index, 16, 8), index, index / 30.0)
-    assert seen and all(seq % 2 == 1 for seq in seen), seen
+    assert seen
+    assert all(seq % 2 == 1 for seq in seen), seen
 
 
 def test_a_copy_torn_behind_a_stable_sequence_is_caught_by_the_checksum(name: str) -> None:
@@ -375,7 +402,7 @@ def test_a_copy_torn_behind_a_stable_sequence_is_caught_by_the_checksum(name: st
         try:
             start = HEADER_SIZE + SLOT_HEADER_SIZE
             newer = pattern_frame(1, 16, 8).tobytes()
-            raw.buf[start : start + 64] = newer[:64]  # the first rows of the next frame
+            _buf(raw)[start : start + 64] = newer[:64]  # the first rows of the next frame
             assert reader.read() is None
             assert reader.mismatched == reader.retries == reader.torn
             doc = _doc_reader()  # the documented reader refuses it too
@@ -384,7 +411,8 @@ def test_a_copy_torn_behind_a_stable_sequence_is_caught_by_the_checksum(name: st
             raw.close()
         out.publish(pattern_frame(2, 16, 8), 2, 2 / 30.0)
         got = reader.read()
-        assert got is not None and got.index == 2
+        assert got is not None
+        assert got.index == 2
         np.testing.assert_array_equal(got.image, pattern_frame(2, 16, 8))
 
 
@@ -394,7 +422,8 @@ def test_checksum_covers_index_and_time(name: str) -> None:
         out.publish(pattern_frame(0, 8, 8), 5, 0.5)
         raw = _attach(out.segment, create=False)
         try:
-            struct.pack_into("<q", raw.buf, HEADER_SIZE + 8, 6)  # another index, same pixels
-            assert reader.read() is None and reader.mismatched > 0
+            struct.pack_into("<q", _buf(raw), HEADER_SIZE + 8, 6)  # another index, same pixels
+            assert reader.read() is None
+            assert reader.mismatched > 0
         finally:
             raw.close()

@@ -59,7 +59,8 @@ def spout_standin(calls: Calls) -> ModuleType:
             self, buffer: Any, width: int, height: int, gl_format: int, invert: bool, fbo: int, /
         ) -> bool:
             view = memoryview(buffer)  # pybind11 takes the buffer protocol
-            assert view.c_contiguous and view.format == "B"
+            assert view.c_contiguous
+            assert view.format == "B"
             assert view.nbytes == width * height * 4
             record("sendImage", buffer, width, height, gl_format, invert, fbo)
             return True
@@ -90,13 +91,16 @@ def test_spout_on_linux_names_platform_and_alternatives() -> None:
     with pytest.raises(OutputError) as err:
         create_output("spout")
     message = str(err.value)
-    assert "'spout'" in message and "needs Windows (this is Linux)" in message
-    assert "outputs that work here:" in message and "shm" in message
+    assert "'spout'" in message
+    assert "needs Windows (this is Linux)" in message
+    assert "outputs that work here:" in message
+    assert "shm" in message
 
 
 def test_calls_per_frame_follow_the_spoutgl_api(on_windows: Calls) -> None:
     out = create_output("auto", name="stage")
-    assert isinstance(out, SpoutOutput) and out.name == "spout:stage"
+    assert isinstance(out, SpoutOutput)
+    assert out.name == "spout:stage"
     frame = np.arange(48 * 64 * 4, dtype=np.uint32).astype(np.uint8).reshape(48, 64, 4)
     with out:
         out.open(64, 48, 30.0)
@@ -137,7 +141,8 @@ def test_every_spoutgl_call_happens_on_the_sending_thread_inside_a_group(
     threads = {c[-1] for c in on_windows}
     sending = {c[-1] for c in on_windows if c[0] == "sendImage"}
     assert threads == sending  # one thread for everything, and it is the one that sends
-    assert len(threads) == 1 and threads != {threading.get_ident()}
+    assert len(threads) == 1
+    assert threads != {threading.get_ident()}
 
 
 def test_sending_from_another_thread_is_refused(on_windows: Calls) -> None:

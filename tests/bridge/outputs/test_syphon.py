@@ -38,8 +38,10 @@ def test_syphon_on_linux_names_platform_and_alternatives() -> None:
     with pytest.raises(OutputError) as err:
         create_output("syphon")
     message = str(err.value)
-    assert "'syphon'" in message and "needs macOS (this is Linux)" in message
-    assert "outputs that work here:" in message and "shm" in message
+    assert "'syphon'" in message
+    assert "needs macOS (this is Linux)" in message
+    assert "outputs that work here:" in message
+    assert "shm" in message
 
 
 def test_missing_syphon_python_on_macos_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,13 +50,15 @@ def test_missing_syphon_python_on_macos_is_named(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(OutputError) as err:
         create_output("auto")
     message = str(err.value)
-    assert "'auto' (syphon on macOS)" in message and "pip install syphon-python" in message
+    assert "'auto' (syphon on macOS)" in message
+    assert "pip install syphon-python" in message
     assert "shm" in message
 
 
 def test_calls_per_frame_follow_the_syphon_python_api(on_macos: Calls) -> None:
     out = create_output("auto", name="stage")
-    assert isinstance(out, SyphonOutput) and out.name == "syphon:stage"
+    assert isinstance(out, SyphonOutput)
+    assert out.name == "syphon:stage"
     frames = [np.full((48, 64, 4), i, np.uint8) for i in range(2)]
     with out:
         out.open(64, 48, 30.0)
@@ -71,7 +75,8 @@ def test_calls_per_frame_follow_the_syphon_python_api(on_macos: Calls) -> None:
     copies = [c[1] for c in on_macos.of("copy_image_to_mtl_texture")]
     for sent, copied in zip(frames, copies, strict=True):
         assert copied is sent  # no extra copy on our side
-        assert copied.dtype == np.uint8 and copied.flags.c_contiguous
+        assert copied.dtype == np.uint8
+        assert copied.flags.c_contiguous
 
 
 def test_frames_stand_upright_in_an_opengl_client(on_macos: Calls) -> None:
@@ -103,7 +108,8 @@ def test_server_lives_on_one_thread_inside_a_group(on_macos: Calls) -> None:
         assert group.flush(10)
     names = {"SyphonMetalServer", "copy_image_to_mtl_texture", "publish_frame_texture", "stop"}
     threads = {c[-1] for c in on_macos if c[0] in names}
-    assert len(threads) == 1 and threads != {threading.get_ident()}
+    assert len(threads) == 1
+    assert threads != {threading.get_ident()}
 
 
 def test_discovery_is_pumped_on_the_calling_thread_only_and_never_waits(

@@ -55,7 +55,8 @@ def test_mp4_has_the_frames_and_audio_as_long_as_the_video(tmp_path: Path, sourc
     assert out.codec == video_codec() == "libx264"  # this PyAV build has it
     with av.open(str(path)) as container:
         video = container.streams.video[0]
-        assert video.codec_context.name == "h264" and video.codec_context.pix_fmt == "yuv420p"
+        assert video.codec_context.name == "h264"
+        assert video.codec_context.pix_fmt == "yuv420p"
         assert (video.width, video.height) == (128, 96)
         assert video.average_rate == FPS
         assert container.streams.audio[0].codec_context.name == "aac"
@@ -123,7 +124,9 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
 def test_spec_builds_a_file_output_with_the_audio(tmp_path: Path) -> None:
     audio = tone_file(tmp_path / "tone.wav", 1.0)
     out = create_output(f"file:{tmp_path / 'spec.mp4'}", audio_path=audio, crf=23)
-    assert isinstance(out, VideoFileOutput) and out.audio_path == audio and out.crf == 23
+    assert isinstance(out, VideoFileOutput)
+    assert out.audio_path == audio
+    assert out.crf == 23
     assert out.name == f"file:{tmp_path / 'spec.mp4'}"
 
 

@@ -84,33 +84,37 @@ def writable_controls() -> set[str]:
 
 def test_the_page_holds_every_writable_control_and_every_meter(served: OscQueryServer) -> None:
     status, body, headers = get(base(served) + "/ui/")
-    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
     tags = parse(body.decode())
     on_page = {attrs["data-osc"] for _, attrs in tags if attrs.get("data-osc")}
     assert writable_controls() <= on_page
     assert {e.address for e in SCHEMA if e.direction == "out"} <= on_page
     sliders = {a["data-osc"]: a for t, a in tags if t == "input" and a.get("type") == "range"}
-    assert sliders["/hamba/blend"]["min"] == "0" and sliders["/hamba/blend"]["max"] == "1"
+    assert sliders["/hamba/blend"]["min"] == "0"
+    assert sliders["/hamba/blend"]["max"] == "1"
     assert sliders["/hamba/reactivity"]["max"] == "2"
     assert sliders["/hamba/blend"]["value"] == "0.3"
     numbers = {a["data-osc"] for t, a in tags if t == "input" and a.get("type") == "number"}
     assert "/hamba/seed" in numbers
     toggles = {a["data-osc"] for t, a in tags if a.get("role") == "switch"}
     assert toggles == {"/hamba/pause", "/hamba/coherence"}
-    choices: dict[str, list[str]] = {}
-    group = ""
+    choices: dict[str | None, list[str]] = {}
+    group: str | None = None
     for t, a in tags:
+        value = a.get("data-value")
         if t == "div" and "choices" in (a.get("class") or "").split():
             group = a["data-osc"]
-        elif t == "button" and a.get("data-value"):
-            choices.setdefault(group, []).append(a["data-value"])
+        elif t == "button" and value:
+            choices.setdefault(group, []).append(value)
     assert choices["/hamba/preset"] == ["fast", "balanced", "quality"]
     texts = {a["data-osc"] for t, a in tags if t == "textarea"}
     assert {"/hamba/prompt", "/hamba/negative_prompt"} | {
         f"/hamba/prompt/chroma/{i}" for i in range(12)
     } == texts
     config = json.loads(next(a["data-config"] for t, a in tags if t == "body") or "{}")
-    assert config["listen"] == listened_addresses() and config["tokenRequired"] is False
+    assert config["listen"] == listened_addresses()
+    assert config["tokenRequired"] is False
     assert "stage left" in body.decode()
 
 
@@ -126,27 +130,35 @@ def test_widgets_follow_the_schema_not_a_list() -> None:
         control="new_flag",
     )
     kinds = {w.entry.address: w.kind for w in control_widgets([*SCHEMA, extra, flag])}
-    assert kinds["/hamba/new_knob"] == "slider" and kinds["/hamba/new_flag"] == "toggle"
+    assert kinds["/hamba/new_knob"] == "slider"
+    assert kinds["/hamba/new_flag"] == "toggle"
     meters = {w.entry.address: w.kind for w in meter_widgets()}
-    assert meters["/hamba/audio/beat"] == "flash" and meters["/hamba/audio/chroma"] == "bars"
-    assert meters["/hamba/audio/energy"] == "bar" and meters["/hamba/status/drops"] == "readout"
+    assert meters["/hamba/audio/beat"] == "flash"
+    assert meters["/hamba/audio/chroma"] == "bars"
+    assert meters["/hamba/audio/energy"] == "bar"
+    assert meters["/hamba/status/drops"] == "readout"
 
 
 def test_root_stays_oscquery_and_static_files_are_served(served: OscQueryServer) -> None:
     status, body, headers = get(base(served) + "/")
-    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
     assert json.loads(body)["FULL_PATH"] == "/"
     status, _, headers = get(base(served) + "/ui")
-    assert status == 302 and headers["Location"] == "/ui/"
+    assert status == 302
+    assert headers["Location"] == "/ui/"
     status, script, headers = get(base(served) + "/ui/static/app.js")
-    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/javascript")
     assert b"LISTEN" in script
     assert get(base(served) + "/ui/static/../../etc/passwd")[0] == 404
     assert get(base(served) + "/ui/static/nothing.js")[0] == 404
     status, tosc, _ = get(base(served) + "/ui/layouts/touchosc.tosc")
-    assert status == 200 and tosc[:1] == b"\x78"  # a zlib stream
+    assert status == 200
+    assert tosc[:1] == b"\x78"  # a zlib stream
     status, session, _ = get(base(served) + "/ui/layouts/open-stage-control.json")
-    assert status == 200 and json.loads(session)["type"] == "session"
+    assert status == 200
+    assert json.loads(session)["type"] == "session"
 
 
 def test_a_token_guards_the_page_and_the_preview(store: ControlStore, room: ControlRoom) -> None:
@@ -154,16 +166,21 @@ def test_a_token_guards_the_page_and_the_preview(store: ControlStore, room: Cont
         store, osc_port=9000, advertise=False, mounts=[room], token=TOKEN
     ) as server:
         status, body, _ = get(base(server) + "/ui/")
-        assert status == 401 and b'name="token"' in body  # a form asks for it
+        assert status == 401
+        assert b'name="token"' in body  # a form asks for it
         status, body, _ = get(base(server) + "/ui/?token=nope")
-        assert status == 401 and b"not the one" in body
+        assert status == 401
+        assert b"not the one" in body
         assert get(base(server) + "/ui/preview.mjpeg")[0] == 401
         status, _, headers = get(base(server) + f"/ui/?token={TOKEN}")
-        assert status == 302 and headers["Location"] == "/ui/"  # the token leaves the URL
+        assert status == 302
+        assert headers["Location"] == "/ui/"  # the token leaves the URL
         cookie = headers["Set-Cookie"]
-        assert f"hamba_token={TOKEN}" in cookie and "HttpOnly" in cookie
+        assert f"hamba_token={TOKEN}" in cookie
+        assert "HttpOnly" in cookie
         status, body, _ = get(base(server) + "/ui/", {"Cookie": cookie.split(";")[0]})
-        assert status == 200 and b"tokenRequired&quot;: true" in body
+        assert status == 200
+        assert b"tokenRequired&quot;: true" in body
         # OSCQuery's read-only JSON stays open for discovery
         assert get(base(server) + "/hamba/blend?VALUE")[0] == 200
 
@@ -184,15 +201,19 @@ def test_preview_encodes_only_while_watched_at_most_ten_a_second() -> None:
     for i in range(30):
         output.publish(frame(i), i, i / 30)
         clock[0] += 1 / 30
-    assert feed.encoded == 0 and feed.latest() == (0, None)  # nobody watches: nothing encoded
+    # nobody watches: nothing encoded
+    assert feed.encoded == 0
+    assert feed.latest() == (0, None)
     feed._watchers = 1  # a watcher, as the MJPEG handler counts one
     for i in range(30):  # one second of frames at 30 fps
         output.publish(frame(i), i, i / 30)
         clock[0] += 1 / 30
     assert 9 <= feed.encoded <= 10
     image = Image.open(io.BytesIO(feed.latest()[1] or b""))
-    assert image.format == "JPEG" and image.size == (512, 288)
-    assert preview_size(256, 256) == (256, 256) and preview_size(640, 2000)[1] == MAX_SIZE
+    assert image.format == "JPEG"
+    assert image.size == (512, 288)
+    assert preview_size(256, 256) == (256, 256)
+    assert preview_size(640, 2000)[1] == MAX_SIZE
 
 
 def read_mjpeg_frames(port: int, count: int, timeout: float = 10.0) -> list[bytes]:
@@ -238,7 +259,8 @@ def test_mjpeg_stream_shows_new_frames_to_a_watcher(
         stop.set()
         renderer.join()
     images = [np.asarray(Image.open(io.BytesIO(j)).convert("RGB")) for j in jpegs]
-    assert len(images) == 3 and images[0].shape == (384, 512, 3)
+    assert len(images) == 3
+    assert images[0].shape == (384, 512, 3)
     assert any(not np.array_equal(images[0], other) for other in images[1:])
     wait_for(lambda: room.feed.watchers == 0)  # the viewer left: encoding stops
     before = room.feed.encoded

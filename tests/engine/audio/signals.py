@@ -3,6 +3,7 @@ known notes, and file writers."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ PITCH_INDEX.update({"A#": 10, "B": 11})
 
 def midi_hz(note: int) -> float:
     """Frequency of a MIDI note (69 = A4 = 440 Hz)."""
-    return 440.0 * 2.0 ** ((note - 69) / 12.0)
+    return 440.0 * math.pow(2.0, (note - 69) / 12.0)
 
 
 def click_track(
@@ -120,6 +121,7 @@ def _encode_pyav(path: Path, data: Samples, sr: int, codec: str) -> None:
     layout = "mono" if planar.shape[0] == 1 else "stereo"
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=sr, layout=layout)
+        assert isinstance(stream, av.AudioStream)
         frame_size = 1152 if codec == "libmp3lame" else 1024
         for start in range(0, planar.shape[1], frame_size):
             chunk = np.ascontiguousarray(planar[:, start : start + frame_size])

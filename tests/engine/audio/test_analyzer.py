@@ -28,7 +28,8 @@ def _assert_all_finite(features: AudioFeatures) -> None:
     for name in ("onset", "energy", "low", "mid", "high", "chroma_cq"):
         values = getattr(features, name)
         assert np.isfinite(values).all(), name
-        assert values.min() >= 0.0 and values.max() <= 1.0, name
+        assert values.min() >= 0.0, name
+        assert values.max() <= 1.0, name
     assert math.isfinite(features.tempo)
 
 
@@ -153,7 +154,8 @@ def test_band_energies_split_at_the_edges(analyzer: AudioAnalyzer, freq: float, 
         values = getattr(features, name)
         first, second = values[4:20].mean(), values[28:44].mean()
         if name == band:
-            assert second > 0.9 and first < 0.1, name
+            assert second > 0.9, name
+            assert first < 0.1, name
         else:
             assert abs(second - first) < 0.05, name
 
@@ -166,6 +168,8 @@ def test_features_stay_in_range_on_a_groove(analyzer: AudioAnalyzer, demo_wav: P
     for name in ("onset", "energy", "low", "mid", "high"):
         assert getattr(features, name).max() == pytest.approx(1.0), name
     phases = [features.beat_phase_at_frame(i) for i in range(features.num_frames)]
-    assert min(phases) >= 0.0 and max(phases) < 1.0
+    assert min(phases) >= 0.0
+    assert max(phases) < 1.0
     counts = [features.beat_count_at_frame(i) for i in range(features.num_frames)]
-    assert counts == sorted(counts) and counts[-1] == features.beat_frames.size
+    assert counts == sorted(counts)
+    assert counts[-1] == features.beat_frames.size

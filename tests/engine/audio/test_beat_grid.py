@@ -41,9 +41,10 @@ def test_music_state_bar_fields_default_for_sources_that_do_not_know_the_bar() -
         beat_phase=0.0,
         beat_count=0,
         tempo=120.0,
-        chroma=np.zeros(12),
+        chroma=np.zeros(12, np.float32),
     )
-    assert state.bar_phase is None and state.downbeat is False
+    assert state.bar_phase is None
+    assert state.downbeat is False
 
 
 def test_the_analysis_keeps_the_tracked_beat_times_and_caches_them(tmp_path: Path) -> None:
@@ -53,7 +54,8 @@ def test_the_analysis_keeps_the_tracked_beat_times_and_caches_them(tmp_path: Pat
     analyzer = AudioAnalyzer(AudioConfig(cache_dir=tmp_path / "cache"))
     features = analyzer.analyze(path)
     times = features.beat_times
-    assert times.size >= 12 and not times.flags.writeable
+    assert times.size >= 12
+    assert not times.flags.writeable
     # each tracked beat near a click (finer than a 24 fps frame), frames agree with times
     nearest = np.abs(times[:, None] - clicks[None, :]).min(axis=1)
     assert nearest.max() < 0.035
@@ -73,11 +75,11 @@ def test_features_made_without_beat_times_have_none() -> None:
         sample_rate=22050,
         tempo=120.0,
         beat_frames=np.array([0, 2]),
-        onset=np.zeros(n),
-        energy=np.zeros(n),
-        chroma_cq=np.zeros((12, n)),
-        low=np.zeros(n),
-        mid=np.zeros(n),
-        high=np.zeros(n),
+        onset=np.zeros(n, np.float32),
+        energy=np.zeros(n, np.float32),
+        chroma_cq=np.zeros((12, n), np.float32),
+        low=np.zeros(n, np.float32),
+        mid=np.zeros(n, np.float32),
+        high=np.zeros(n, np.float32),
     )
     assert features.beat_times.size == 0

@@ -14,7 +14,8 @@ def test_script_rebuilds_the_bundled_file_byte_for_byte(tmp_path: Path, demo_wav
     spec = importlib.util.spec_from_file_location(
         "make_demo_audio", ROOT / "scripts" / "make_demo_audio.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
 

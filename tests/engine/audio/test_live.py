@@ -38,7 +38,8 @@ class TestRingBuffer:
             out.append(ring.read(5))
             out.append(ring.read())
         np.testing.assert_array_equal(np.concatenate(out), np.arange(63, dtype=np.float32))
-        assert ring.dropped == 0 and ring.available == 0
+        assert ring.dropped == 0
+        assert ring.available == 0
 
     def test_overrun_keeps_the_newest_and_counts_the_loss(self) -> None:
         ring = RingBuffer(capacity=8)
@@ -86,7 +87,8 @@ def test_file_source_yields_every_sample_in_order(tone_file: Path) -> None:
     with FileAudioSource(tone_file, sample_rate=22050, block_size=512, realtime=False) as source:
         blocks = list(source.blocks())
 
-    assert all(b.size == 512 for b in blocks[:-1]) and 0 < blocks[-1].size <= 512
+    assert all(b.size == 512 for b in blocks[:-1])
+    assert 0 < blocks[-1].size <= 512
     np.testing.assert_array_equal(np.concatenate(blocks), expected)
     assert source.time == pytest.approx(expected.size / 22050)
     assert source.finished
@@ -172,4 +174,5 @@ def test_live_source_from_config() -> None:
         256,
         2,
     )
-    assert source.ring.channels == 2 and source.time == 0.0
+    assert source.ring.channels == 2
+    assert source.time == 0.0

@@ -27,7 +27,8 @@ def test_formats_decode_to_mono_at_the_asked_rate(tmp_path: Path, fmt: str, chan
     samples, sr = load_audio(path, 22050)
 
     assert sr == 22050
-    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert samples.dtype == np.float32
+    assert samples.ndim == 1
     # lossy encoders pad a little (priming, last frame)
     assert abs(samples.size / sr - 1.5) < 0.06
     assert dominant_hz(samples, sr) == pytest.approx(440.0, abs=3.0)

@@ -39,9 +39,13 @@ def _assert_valid(states: list[MusicState]) -> None:
     for s in states:
         for name in ("energy", "onset", "beat_phase", "low", "mid", "high"):
             value = getattr(s, name)
-            assert math.isfinite(value) and 0.0 <= value <= 1.0, (s.frame, name, value)
-        assert np.isfinite(s.chroma).all() and s.chroma.min() >= 0.0 and s.chroma.max() <= 1.0
-        assert math.isfinite(s.tempo) and s.tempo >= 0.0
+            assert math.isfinite(value), (s.frame, name, value)
+            assert 0.0 <= value <= 1.0, (s.frame, name, value)
+        assert np.isfinite(s.chroma).all()
+        assert s.chroma.min() >= 0.0
+        assert s.chroma.max() <= 1.0
+        assert math.isfinite(s.tempo)
+        assert s.tempo >= 0.0
 
 
 def test_one_state_per_video_frame_in_order_without_look_ahead() -> None:
@@ -92,7 +96,8 @@ def test_latest_is_silent_before_audio_and_reset_starts_over() -> None:
     assert analyzer.latest().frame > 0
 
     analyzer.reset()
-    assert analyzer.time == 0.0 and analyzer.latest().frame == 0
+    assert analyzer.time == 0.0
+    assert analyzer.latest().frame == 0
     again = analyzer.push(y[:4410])
     assert again[0].frame == 0
 
@@ -131,7 +136,8 @@ def test_click_tempo_and_beat_spacing(bpm: int, sr: int) -> None:
     for frame in click_frames[:-1]:
         assert np.abs(beats - frame).min() <= 1, (frame, beats)
     counts = [s.beat_count for s in states]
-    assert counts == sorted(counts) and counts[-1] >= len(beats)
+    assert counts == sorted(counts)
+    assert counts[-1] >= len(beats)
 
 
 def test_beat_phase_rises_from_each_beat() -> None:
@@ -172,7 +178,7 @@ def test_chroma_peaks_at_the_chord_pitch_classes(
 ) -> None:
     states = _stream(chord(notes, 2.0, sr), sr)
 
-    mean = np.mean([s.chroma for s in states[6:]], axis=0)
+    mean = np.stack([s.chroma for s in states[6:]]).mean(axis=0)
     top = {PITCH_CLASSES[i] for i in np.argsort(mean)[::-1][:3]}
     assert top == expected, dict(zip(PITCH_CLASSES, np.round(mean, 2), strict=True))
     assert all(s.chroma.max() == pytest.approx(1.0) for s in states[6:])

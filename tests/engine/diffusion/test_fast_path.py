@@ -50,7 +50,8 @@ def test_host_copy_on_cpu_shares_fresh_tensors_and_copies_reused_ones() -> None:
     owned = transfer.fetch(frames, reused=True)
     frames.fill_(7)
     assert shared[0, 0, 0, 0] == 7  # zero-copy for a tensor nobody reuses
-    assert owned[0, 0, 0, 0] == 0 and owned.flags.c_contiguous
+    assert owned[0, 0, 0, 0] == 0
+    assert owned.flags.c_contiguous
 
 
 @needs_cuda

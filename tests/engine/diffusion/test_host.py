@@ -22,7 +22,9 @@ def test_a_buffer_still_referred_to_is_never_reused() -> None:
     view = first[0, :2]  # a view (a queued frame, a Frame) keeps its buffer taken
     del first
     third = ring.acquire().array
-    assert third is not view.base and ring.slots == 3  # grown, not shared
+    # grown, not shared
+    assert third is not view.base
+    assert ring.slots == 3
     del view, second, third
     gc.collect()
     assert all(ring.free(slot) for slot in range(ring.slots))
@@ -38,7 +40,8 @@ def test_a_released_buffer_comes_back() -> None:
         b = ring.acquire().array
         seen.add(b.ctypes.data)
         del b
-    assert address in seen and ring.slots == 2  # nothing held: the ring does not grow
+    assert address in seen
+    assert ring.slots == 2  # nothing held: the ring does not grow
 
 
 def test_a_buffer_says_whether_it_was_handed_out_before() -> None:
@@ -53,14 +56,16 @@ def test_a_full_ring_falls_back_to_fresh_memory() -> None:
     ring = HostRing((2, 2), slots=1, max_slots=2)
     held = [ring.acquire().array for _ in range(2)]
     extra = ring.acquire().array
-    assert ring.overflows == 1 and all(extra.ctypes.data != h.ctypes.data for h in held)
+    assert ring.overflows == 1
+    assert all(extra.ctypes.data != h.ctypes.data for h in held)
 
 
 def test_cpu_transfer_checks_the_finite_flag() -> None:
     transfer = HostTransfer(torch.device("cpu"))
     frames = torch.zeros(1, 2, 2, 4, dtype=torch.uint8)
     ok = transfer.launch(frames, reused=False, finite=torch.tensor(True))
-    assert ok.ready() and ok.wait().shape == (1, 2, 2, 4)
+    assert ok.ready()
+    assert ok.wait().shape == (1, 2, 2, 4)
     bad = transfer.launch(frames, reused=True, finite=torch.tensor(False))
     with pytest.raises(NonFiniteFrameError):
         bad.wait()
@@ -69,7 +74,8 @@ def test_cpu_transfer_checks_the_finite_flag() -> None:
 def test_ready_frames_hand_out_the_same_image_objects() -> None:
     frames = np.zeros((3, 2, 2, 4), np.uint8)
     pending = ReadyFrames(frames)
-    assert pending.image(1) is pending.image(1) and pending.image() is pending.image(2)
+    assert pending.image(1) is pending.image(1)
+    assert pending.image() is pending.image(2)
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -85,7 +91,8 @@ def test_cuda_frames_reach_a_pinned_slot_through_their_own_event() -> None:
     pending = transfer.launch(frames, reused=False, finite=torch.ones((), dtype=torch.bool, device=device))
     assert not pending.ready()  # launched, not waited for
     array = pending.wait()
-    assert pending.ready() and transfer.ring((1, 64, 64, 4)).pinned
+    assert pending.ready()
+    assert transfer.ring((1, 64, 64, 4)).pinned
     np.testing.assert_array_equal(array, frames.cpu().numpy())
     held = array
     second = transfer.launch(frames, reused=True).wait()

@@ -62,8 +62,10 @@ def test_built_in_models_resolve_by_name_and_say_untrained() -> None:
         assert model_kind(tiny_configs(model=name)[0]) == name
         pipeline = create_pipeline(*tiny_configs(model=name))
         assert type(pipeline) is kind_class
-        assert pipeline.is_untrained and "untrained" in pipeline.model_label
+        assert pipeline.is_untrained
+        assert "untrained" in pipeline.model_label
     sd2 = create_pipeline(*tiny_configs(model="tiny-sd2"))
+    assert isinstance(sd2, SD15Pipeline)
     assert sd2.pipe.scheduler.config.prediction_type == "v_prediction"
     assert sd2.pipe.unet.config.use_linear_projection
 
@@ -132,7 +134,8 @@ def test_what_no_kind_runs_is_named_with_what_was_found(tmp_path: Path) -> None:
     (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     with pytest.raises(ModelError, match="FluxPipeline") as caught:
         create_pipeline(*tiny_configs(model=str(flux)))
-    assert str(flux) in str(caught.value) and "sdxl" in str(caught.value)
+    assert str(flux) in str(caught.value)
+    assert "sdxl" in str(caught.value)
 
 
 @pytest.mark.usefixtures("registry")

@@ -39,7 +39,8 @@ def test_a_saved_folder_loads_and_renders_the_same_frames(
     saved_tiny: Path, tiny: SD15Pipeline, noise: Noise
 ) -> None:
     loaded = load(saved_tiny)
-    assert not loaded.is_untrained and loaded.model_label == str(saved_tiny)
+    assert not loaded.is_untrained
+    assert loaded.model_label == str(saved_tiny)
     embeds = loaded.encode_prompt("abstract light")
     torch.testing.assert_close(embeds, tiny.encode_prompt("abstract light"))
     np.testing.assert_array_equal(
@@ -119,7 +120,9 @@ def test_an_unknown_hub_id_offline_says_how_to_fix_it() -> None:
     with pytest.raises(ModelError, match="acme/no-such-model") as caught:
         load("acme/no-such-model")
     message = str(caught.value)
-    assert "offline" in message and "--model PATH" in message and "--model tiny" in message
+    assert "offline" in message
+    assert "--model PATH" in message
+    assert "--model tiny" in message
 
 
 def test_taesd_replaces_a_full_vae_from_a_local_folder(tmp_path: Path, noise: Noise) -> None:
@@ -135,7 +138,8 @@ def test_taesd_replaces_a_full_vae_from_a_local_folder(tmp_path: Path, noise: No
     embeds = full.encode_prompt("x")
     for pipeline in (full, swapped):
         frames = pipeline.generate_batch(noise(1), embeds)
-        assert frames.shape == (1, SIZE, SIZE, 4) and frames[..., :3].std() > 5
+        assert frames.shape == (1, SIZE, SIZE, 4)
+        assert frames[..., :3].std() > 5
         latents = pipeline.encode_image(frames)
         assert latents.shape == (1, 4, SIZE // 8, SIZE // 8)
 

@@ -53,8 +53,10 @@ def test_a_registered_model_name_picks_its_own_kind(monkeypatch: pytest.MonkeyPa
     register_model_kind("mine", lambda d, i: null())
     assert model_kind(DiffusionConfig(model="mine")) == "mine"
     fixed = create_pipeline(DiffusionConfig(model="null-fixed", null_render_ms=7.5), InferenceConfig())
-    assert isinstance(fixed, NullPipeline) and fixed.render_ms == 7.5
-    assert fixed.is_untrained and "measuring tool" in fixed.model_label
+    assert isinstance(fixed, NullPipeline)
+    assert fixed.render_ms == 7.5
+    assert fixed.is_untrained
+    assert "measuring tool" in fixed.model_label
 
 
 @DEVICES
@@ -65,8 +67,10 @@ def test_frames_are_real_frames_that_follow_the_latent(device: str) -> None:
     embeds = model.encode_prompt("anything")
     assert embeds.shape == (1, 77, NULL_HIDDEN)
     first = model.render(noise(1, 96).to(device), embeds).frames
-    assert first.shape == (1, 96, 96, 4) and first.dtype == np.uint8
-    assert first.flags.c_contiguous and (first[..., 3] == 255).all()
+    assert first.shape == (1, 96, 96, 4)
+    assert first.dtype == np.uint8
+    assert first.flags.c_contiguous
+    assert (first[..., 3] == 255).all()
     kept = first.copy()
     again = model.render(noise(1, 96).to(device), embeds).frames
     other = model.render((noise(2, 96) * 3).to(device), embeds).frames
@@ -105,7 +109,8 @@ def test_fixed_render_time_runs_off_the_python_thread() -> None:
     started = time.perf_counter()
     first = model.launch(noise(1), embeds)
     second = model.launch(noise(2), embeds)
-    assert not first.frames.ready() and not second.frames.ready()
+    assert not first.frames.ready()
+    assert not second.frames.ready()
     worker.start()
     first.wait()
     assert time.perf_counter() - started >= 0.060
@@ -114,7 +119,8 @@ def test_fixed_render_time_runs_off_the_python_thread() -> None:
     stop.set()
     worker.join()
     assert time.perf_counter() - started >= 0.120
-    assert first.frames.ready() and second.frames.ready()
+    assert first.frames.ready()
+    assert second.frames.ready()
     assert ticks > 1000  # the other thread ran while the loop waited
 
 
@@ -126,16 +132,19 @@ def test_stream_wrapper_runs_on_it() -> None:
         StreamConfig(enable_similarity_filter=True, similarity_threshold=0.5),
     )
     embeds = stream.encode_prompt("a")
-    assert stream.encode_prompt("a") is embeds and stream.encode_count == 1
+    assert stream.encode_prompt("a") is embeds
+    assert stream.encode_count == 1
     frame = stream.generate_frame_with_coherence(noise(1), embeds, 0.0)
     again = stream.generate_frame_with_coherence(noise(1), embeds, 0.0)
-    assert again is frame and stream.frames_skipped == 1
+    assert again is frame
+    assert stream.frames_skipped == 1
     feedback = StreamDiffusionPipeline(model, StreamConfig(img2img_feedback=True))
     one = feedback.generate_frame_with_coherence(noise(1), embeds, 0.5).copy()
     two = feedback.generate_frame_with_coherence(noise(5) * 4, embeds, 0.5)
     plain = StreamDiffusionPipeline(model, StreamConfig(enable_temporal_coherence=False))
     alone = plain.generate_frame_with_coherence(noise(5) * 4, embeds, 0.5)
-    assert not np.array_equal(two, alone) and not np.array_equal(one, alone)
+    assert not np.array_equal(two, alone)
+    assert not np.array_equal(one, alone)
 
 
 def test_stream_batch_on_it_renders_one_frame_per_call() -> None:
@@ -163,8 +172,12 @@ def test_conductor_launch_then_wait_in_order() -> None:
     second = conductor.launch(conductor.plan(features.state_at_frame(1), 1))
     assert not first.ready()
     a, b = first.wait(), second.wait()
-    assert (a.index, b.index) == (0, 1) and a.time == 0.0 and b.time == pytest.approx(1 / 24)
+    assert (a.index, b.index) == (0, 1)
+    assert a.time == 0.0
+    assert b.time == pytest.approx(1 / 24)
     assert conductor.last_frame is b
     conductor.controls.set("pause", True)
     held = conductor.launch(conductor.plan(features.state_at_frame(2), 2)).wait()
-    assert held.image is b.image and held.index == 2 and conductor.frames_held == 1
+    assert held.image is b.image
+    assert held.index == 2
+    assert conductor.frames_held == 1

@@ -6,12 +6,14 @@ import math
 
 import pytest
 import torch
-from diffusers import (
+
+# from their modules: to a type checker diffusers' top-level names are its dummy objects
+from diffusers.schedulers.scheduling_euler_ancestral_discrete import (
     EulerAncestralDiscreteScheduler,
-    LCMScheduler,
-    PNDMScheduler,
-    TCDScheduler,
 )
+from diffusers.schedulers.scheduling_lcm import LCMScheduler
+from diffusers.schedulers.scheduling_pndm import PNDMScheduler
+from diffusers.schedulers.scheduling_tcd import TCDScheduler
 
 from engine.diffusion.schedule import (
     StepSchedule,

@@ -12,7 +12,7 @@ import torch
 from benchmarks.bench_engine import plain_frame
 from engine.diffusion.device import resolve_device, resolve_dtype
 from engine.diffusion.host import NonFiniteFrameError
-from engine.diffusion.sd15 import SD15Pipeline
+from engine.diffusion.sd15 import LatentDiffusionPipeline, SD15Pipeline
 from engine.diffusion.tiny import build_tiny_pipeline
 from engine.errors import ModelError, RenderError
 from tests.engine.diffusion.support import SEED, SIZE, tiny_configs
@@ -21,7 +21,7 @@ Noise = Callable[..., torch.Tensor]
 
 
 @contextmanager
-def unet_batches(pipeline: SD15Pipeline) -> Iterator[list[int]]:
+def unet_batches(pipeline: LatentDiffusionPipeline) -> Iterator[list[int]]:
     """The batch size of every unet call made inside the block (a real forward hook)."""
     batches: list[int] = []
     handle = pipeline.pipe.unet.register_forward_hook(
@@ -39,11 +39,14 @@ def diff(a: np.ndarray, b: np.ndarray) -> int:
 
 def test_frames_are_rgba_uint8_contiguous(tiny: SD15Pipeline, noise: Noise) -> None:
     embeds = tiny.encode_prompt("abstract light")
-    assert embeds.shape == (1, 77, 32) and embeds.dtype == tiny.dtype
+    assert embeds.shape == (1, 77, 32)
+    assert embeds.dtype == tiny.dtype
     assert tiny.get_latent_shape() == (1, 4, SIZE // 8, SIZE // 8)
     frames = tiny.generate_batch(noise(1, batch=3), embeds)
-    assert frames.shape == (3, SIZE, SIZE, 4) and frames.dtype == np.uint8
-    assert frames.flags.c_contiguous and frames[0].flags.c_contiguous
+    assert frames.shape == (3, SIZE, SIZE, 4)
+    assert frames.dtype == np.uint8
+    assert frames.flags.c_contiguous
+    assert frames[0].flags.c_contiguous
     assert (frames[..., 3] == 255).all()
     assert not tiny.supports_pooled_embeds()
 
@@ -171,7 +174,8 @@ def test_a_given_diffusers_pipeline_is_driven_as_is(tiny: SD15Pipeline, noise: N
     given = SD15Pipeline(
         *tiny_configs(model="unused"), pipe=build_tiny_pipeline(SEED, SIZE, SIZE), label="mine"
     )
-    assert given.model_label == "mine" and not given.is_untrained
+    assert given.model_label == "mine"
+    assert not given.is_untrained
     embeds = tiny.encode_prompt("abstract light")
     np.testing.assert_array_equal(
         given.generate_batch(noise(1), embeds), tiny.generate_batch(noise(1), embeds)

@@ -27,16 +27,21 @@ def diff(a: np.ndarray, b: np.ndarray) -> int:
 
 def test_a_prompt_becomes_token_and_pooled_embeddings(tiny_xl: SDXLPipeline, noise: Noise) -> None:
     cond = tiny_xl.encode_prompt("abstract light")
-    assert isinstance(cond, TextConditioning) and tiny_xl.supports_pooled_embeds()
+    assert isinstance(cond, TextConditioning)
+    assert tiny_xl.supports_pooled_embeds()
     # both encoders' penultimate states side by side (32 + 48), the second's projection pooled
-    assert cond.embeds.shape == (1, 77, 80) and cond.pooled is not None
+    assert cond.embeds.shape == (1, 77, 80)
+    assert cond.pooled is not None
     assert cond.pooled.shape == (1, 48)
     assert tiny_xl.get_latent_shape() == (1, 4, SIZE // 8, SIZE // 8)
     frames = tiny_xl.generate_batch(noise(1, batch=2), cond)
-    assert frames.shape == (2, SIZE, SIZE, 4) and frames.dtype == np.uint8
-    assert frames.flags.c_contiguous and (frames[..., 3] == 255).all()
+    assert frames.shape == (2, SIZE, SIZE, 4)
+    assert frames.dtype == np.uint8
+    assert frames.flags.c_contiguous
+    assert (frames[..., 3] == 255).all()
     assert frames[..., :3].std() > 20
-    assert "untrained" in tiny_xl.model_label and tiny_xl.is_untrained
+    assert "untrained" in tiny_xl.model_label
+    assert tiny_xl.is_untrained
 
 
 def test_one_step_matches_the_plain_diffusers_sdxl_call(
@@ -146,11 +151,16 @@ def test_without_guidance_the_negative_prompt_costs_nothing(
 def test_an_empty_negative_prompt_is_zeros_for_sdxl(tiny_xl: SDXLPipeline) -> None:
     tiny_xl.inference_config.guidance_scale = 5.0
     uncond, scale = tiny_xl._guidance()
-    assert uncond is not None and uncond.pooled is not None and scale is not None
-    assert not uncond.embeds.any() and not uncond.pooled.any()  # force_zeros_for_empty_prompt
+    assert uncond is not None
+    assert uncond.pooled is not None
+    assert scale is not None
+    # force_zeros_for_empty_prompt
+    assert not uncond.embeds.any()
+    assert not uncond.pooled.any()
     tiny_xl.set_negative_prompt("smoke")
     uncond, _ = tiny_xl._guidance()
-    assert uncond is not None and uncond.embeds.abs().sum() > 0
+    assert uncond is not None
+    assert uncond.embeds.abs().sum() > 0
 
 
 @pytest.fixture(scope="module")
@@ -208,4 +218,5 @@ def test_sdxl_decodes_with_taesdxl(
     cond = full.encode_prompt("x")
     for pipeline in (full, swapped):
         frames = pipeline.generate_batch(noise(1), cond)
-        assert frames.shape == (1, SIZE, SIZE, 4) and frames[..., :3].std() > 5
+        assert frames.shape == (1, SIZE, SIZE, 4)
+        assert frames[..., :3].std() > 5

@@ -55,7 +55,8 @@ def test_a_checkpoint_in_the_original_layout_loads_offline_and_renders_the_same(
     frames = loaded.generate_batch(noise(1), cond)
     expected = reference.generate_batch(noise(1), reference.encode_prompt("abstract light"))
     assert int(np.abs(frames.astype(int) - expected).max()) <= 1
-    assert not loaded.is_untrained and loaded.model_label == str(checkpoint)
+    assert not loaded.is_untrained
+    assert loaded.model_label == str(checkpoint)
 
 
 def fake_checkpoint(path: Path, tensors: dict[str, tuple[int, ...]]) -> Path:
@@ -158,7 +159,9 @@ def test_the_packaged_configs_are_the_published_architectures() -> None:
             unet = UNet2DConditionModel.from_config(
                 json.loads((folder / "unet" / "config.json").read_text())
             )
-            encoders = [CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder / "text_encoder")))]
+            encoders: list[torch.nn.Module] = [
+                CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder / "text_encoder")))
+            ]
             if (folder / "text_encoder_2").is_dir():
                 encoders.append(
                     CLIPTextModelWithProjection(

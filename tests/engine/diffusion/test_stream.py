@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.config import StreamConfig
-from engine.diffusion.sd15 import SD15Pipeline
+from engine.diffusion.sd15 import LatentDiffusionPipeline, SD15Pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import ConfigError, RenderError
 from tests.engine.diffusion.support import SIZE
@@ -19,7 +19,7 @@ from tests.engine.diffusion.test_sd15 import diff, unet_batches
 Noise = Callable[..., torch.Tensor]
 
 
-def stream(base: SD15Pipeline, **settings: object) -> StreamDiffusionPipeline:
+def stream(base: LatentDiffusionPipeline, **settings: object) -> StreamDiffusionPipeline:
     defaults: dict[str, object] = {
         "enable_temporal_coherence": False,
         "enable_similarity_filter": False,
@@ -44,10 +44,13 @@ def mean_step(frames: list[np.ndarray]) -> float:
 def test_a_frame_is_rgba_uint8(tiny: SD15Pipeline, noise: Noise) -> None:
     wrapper = stream(tiny)
     frame = run(wrapper, [noise(1)])[0]
-    assert frame.shape == (SIZE, SIZE, 4) and frame.dtype == np.uint8
-    assert frame.flags.c_contiguous and (frame[..., 3] == 255).all()
+    assert frame.shape == (SIZE, SIZE, 4)
+    assert frame.dtype == np.uint8
+    assert frame.flags.c_contiguous
+    assert (frame[..., 3] == 255).all()
     assert wrapper.get_latent_shape() == (1, 4, SIZE // 8, SIZE // 8)
-    assert wrapper.frames_generated == 1 and not wrapper.last_skipped
+    assert wrapper.frames_generated == 1
+    assert not wrapper.last_skipped
 
 
 def test_same_seed_same_frames(tiny: SD15Pipeline, noise: Noise) -> None:
@@ -96,7 +99,8 @@ def test_similarity_filter_skips_identical_inputs(tiny: SD15Pipeline, noise: Noi
         previous = frame
     # identical at energy 0: skipped every time the cap allows
     assert skipped == [True, True, True, False, True, True, True, False]
-    assert wrapper.frames_skipped == 6 and wrapper.frames_generated == 3
+    assert wrapper.frames_skipped == 6
+    assert wrapper.frames_generated == 3
 
 
 def test_similarity_filter_never_skips_at_full_energy_or_on_new_input(
@@ -122,8 +126,10 @@ def test_a_prompt_is_encoded_once(tiny: SD15Pipeline) -> None:
                 wrapper.encode_prompt(prompt)
     finally:
         handle.remove()
-    assert len(calls) == 3 and wrapper.encode_count == 3
-    assert wrapper.prompt_cache_hits == 77 and wrapper.prompt_cache_misses == 3
+    assert len(calls) == 3
+    assert wrapper.encode_count == 3
+    assert wrapper.prompt_cache_hits == 77
+    assert wrapper.prompt_cache_misses == 3
     wrapper.update_settings(prompt_cache_size=1)  # keeps only the most recent ("c")
     wrapper.encode_prompt("c")
     wrapper.encode_prompt("a")

@@ -33,11 +33,14 @@ def test_the_similarity_filter_skips_sdxl_repeats_and_only_when_on(
     off = stream(tiny_xl)
     for wrapper in (on, off):
         run(wrapper, [noise(1)] * 4)
-    assert on.frames_skipped == 3 and on.frames_generated == 1
-    assert off.frames_skipped == 0 and off.frames_generated == 4
+    assert on.frames_skipped == 3
+    assert on.frames_generated == 1
+    assert off.frames_skipped == 0
+    assert off.frames_generated == 4
     # a new prompt with the same latent is new input: the pooled embeddings are compared too
     cond = on.encode_prompt("abstract light")
-    assert isinstance(cond, TextConditioning) and cond.pooled is not None
+    assert isinstance(cond, TextConditioning)
+    assert cond.pooled is not None
     pooled_only = TextConditioning(cond.embeds, -cond.pooled)
     on.generate_frame_with_coherence(noise(1), pooled_only, 0.0)
     assert not on.last_skipped
@@ -60,7 +63,8 @@ def test_a_pooled_prompt_is_encoded_once_and_stream_batch_runs_one_call(
 ) -> None:
     wrapper = stream(tiny_xl, use_stream_batch=True)
     first = wrapper.encode_prompt("abstract light")
-    assert wrapper.encode_prompt("abstract light") is first and wrapper.encode_count == 1
+    assert wrapper.encode_prompt("abstract light") is first
+    assert wrapper.encode_count == 1
     tiny_xl.inference_config.num_inference_steps = 2
     run(wrapper, [noise(1)])  # fills the pipeline
     with unet_batches(tiny_xl) as batches:

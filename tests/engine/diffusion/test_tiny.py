@@ -19,11 +19,14 @@ def test_tokenizer_spells_unknown_words_so_every_prompt_differs() -> None:
     unknown_a = tokenizer("zorblax quiver").input_ids
     unknown_b = tokenizer("quiver zorblax").input_ids
     unk = tokenizer.convert_tokens_to_ids("<|unk|>")
-    assert known[0] == tokenizer.bos_token_id and known[-1] == tokenizer.eos_token_id
+    assert known[0] == tokenizer.bos_token_id
+    assert known[-1] == tokenizer.eos_token_id
     assert len(known) == 4  # two whole words between the start and end tokens
-    assert unk not in unknown_a and unknown_a != unknown_b
+    assert unk not in unknown_a
+    assert unknown_a != unknown_b
     padded = tokenizer("x", padding="max_length", max_length=77, truncation=True).input_ids
-    assert len(padded) == 77 and tokenizer.model_max_length == 77
+    assert len(padded) == 77
+    assert tokenizer.model_max_length == 77
 
 
 def test_same_seed_same_weights_other_seed_other_weights() -> None:
@@ -44,7 +47,8 @@ def test_building_leaves_the_global_random_stream_alone() -> None:
 
 def test_labelled_untrained_everywhere(tiny: SD15Pipeline) -> None:
     assert tiny.is_untrained
-    assert tiny.model_label == TINY_LABEL and "untrained" in tiny.model_label
+    assert tiny.model_label == TINY_LABEL
+    assert "untrained" in tiny.model_label
     assert model_kind(tiny.diffusion_config) == "tiny"
     assert create_pipeline(*tiny_configs()).is_untrained
 

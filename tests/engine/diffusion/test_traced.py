@@ -41,7 +41,8 @@ def test_a_signature_is_traced_on_its_second_use_and_replayed_exactly() -> None:
     x = torch.randn(3, 8)
     first = calls(x)  # eager
     second = calls(x)  # traces (one python call while recording), then replays
-    assert module.calls == 2 and calls.traced == 1
+    assert module.calls == 2
+    assert calls.traced == 1
     for seed in range(3):
         y = torch.randn(3, 8, generator=torch.Generator().manual_seed(seed))
         torch.testing.assert_close(calls(y), module(y), rtol=0, atol=0)
@@ -68,7 +69,8 @@ def test_a_hooked_module_runs_eagerly_so_its_hooks_see_every_call() -> None:
             calls(torch.randn(2, 8))
     finally:
         handle.remove()
-    assert seen == [2, 2, 2] and calls.traced == 0
+    assert seen == [2, 2, 2]
+    assert calls.traced == 0
     calls(torch.randn(2, 8))
     assert calls.traced == 1
 
@@ -96,7 +98,8 @@ def test_the_cpu_engine_replays_its_unet_with_the_eager_frames(noise: Noise) -> 
     eager.pipe.unet.register_forward_pre_hook(lambda _m, _a: None)  # keeps it eager
     embeds = traced.encode_prompt("abstract light")
     frames = [traced.generate_batch(noise(seed), embeds) for seed in range(3)]
-    assert traced.traced_unet_signatures == 1 and eager.traced_unet_signatures == 0
+    assert traced.traced_unet_signatures == 1
+    assert eager.traced_unet_signatures == 0
     for seed, frame in enumerate(frames):
         np.testing.assert_array_equal(frame, eager.generate_batch(noise(seed), embeds))
 
@@ -123,8 +126,10 @@ def test_rgba_uint8_rounds_clamps_and_adds_opaque_alpha(
     # the reference: scale, round and clamp, pad an alpha channel, move channels last
     rgb = images.float().add(1.0).mul(127.5).round().clamp(0.0, 255.0).to(torch.uint8)
     expected = F.pad(rgb, (0, 0, 0, 0, 0, 1), value=255).permute(0, 2, 3, 1)
-    assert frames.shape == (2, 5, 7, 4) and frames.dtype == torch.uint8
+    assert frames.shape == (2, 5, 7, 4)
+    assert frames.dtype == torch.uint8
     assert frames.is_contiguous()
     torch.testing.assert_close(frames, expected.contiguous(), rtol=0, atol=0)
-    assert int(frames[..., :3].min()) == 0 and int(frames[..., :3].max()) == 255
+    assert int(frames[..., :3].min()) == 0
+    assert int(frames[..., :3].max()) == 255
     assert bool((frames[..., 3] == 255).all())

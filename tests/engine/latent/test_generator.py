@@ -45,7 +45,8 @@ def state(
 
 def steps(walk: torch.Tensor) -> np.ndarray:
     """Distance between consecutive latents."""
-    return (walk[1:] - walk[:-1]).flatten(1).norm(dim=1).numpy()
+    distances: np.ndarray = (walk[1:] - walk[:-1]).flatten(1).norm(dim=1).numpy()
+    return distances
 
 
 @pytest.mark.parametrize("walk", WALKS)
@@ -53,7 +54,8 @@ def test_frame_equals_precomputed_walk_in_any_order(walk: str) -> None:
     features = make_features(72)
     full = generator(walk).generate_latent_walk(features, SHAPE)
     assert isinstance(full, torch.Tensor)
-    assert full.shape == (72, 4, 16, 16) and full.dtype == torch.float32
+    assert full.shape == (72, 4, 16, 16)
+    assert full.dtype == torch.float32
     fresh = generator(walk)  # an empty noise cache: nothing carried over from the walk
     order = list(range(72))
     random.Random(3).shuffle(order)
@@ -130,7 +132,8 @@ def test_same_seed_same_walk_other_seed_other_walk() -> None:
     b = generator(seed=7).generate_latent_walk(features, SHAPE)
     c = generator(seed=8).generate_latent_walk(features, SHAPE)
     d = generator(seed=7).generate_latent_walk(features, SHAPE, seed=8)
-    assert isinstance(a, torch.Tensor) and isinstance(c, torch.Tensor)
+    assert isinstance(a, torch.Tensor)
+    assert isinstance(c, torch.Tensor)
     assert torch.equal(a, b)
     assert torch.equal(c, d)  # the seed argument (the live control) overrides the config's
     assert (a - c).abs().mean() > 0.5
@@ -190,7 +193,8 @@ def test_reactivity_scales_the_departure_from_the_anchor() -> None:
         for r in (0.0, 0.25, 0.5, 1.0)
     ]
     assert distances[0] == 0.0
-    assert distances == sorted(distances) and len(set(distances)) == 4
+    assert distances == sorted(distances)
+    assert len(set(distances)) == 4
 
 
 def test_energy_walk_rests_in_silence_and_travels_when_loud() -> None:
@@ -204,7 +208,8 @@ def test_energy_walk_rests_in_silence_and_travels_when_loud() -> None:
     distances = [
         (gen.latent_for_state(at(e), SHAPE)[0] - anchor).norm().item() for e in (0.1, 0.4, 0.8)
     ]
-    assert distances == sorted(distances) and distances[0] > 0
+    assert distances == sorted(distances)
+    assert distances[0] > 0
     # reactivity multiplies energy: half the reactivity at twice the energy is the same latent
     a = gen.latent_for_state(at(0.4), SHAPE, reactivity=0.5)
     b = gen.latent_for_state(at(0.2), SHAPE, reactivity=1.0)
@@ -253,7 +258,8 @@ def test_variance_stays_near_one(walk: str, fields: dict[str, float], reactivity
     assert isinstance(full, torch.Tensor)
     variance = full.flatten(1).var(dim=1)
     # 16384 elements per latent: the sample variance of true unit noise is 1 +- 0.011
-    assert variance.min() > 0.95 and variance.max() < 1.05, variance
+    assert variance.min() > 0.95, variance
+    assert variance.max() < 1.05, variance
 
 
 def test_slerp_keeps_norm_where_lerp_would_not() -> None:
@@ -270,7 +276,8 @@ def test_slerp_keeps_norm_where_lerp_would_not() -> None:
 def test_dtype_and_fresh_tensors() -> None:
     gen = LatentGenerator(LatentConfig(), dtype=torch.float16)
     latent = gen.latent_for_state(state(), SHAPE, reactivity=0.0)
-    assert latent.dtype == torch.float16 and latent.device.type == "cpu"
+    assert latent.dtype == torch.float16
+    assert latent.device.type == "cpu"
     # the caller may work in place without touching the cached anchor
     latent.zero_()
     assert gen.latent_for_state(state(), SHAPE, reactivity=0.0).abs().sum() > 0

@@ -43,7 +43,8 @@ def test_percentiles_cover_the_recent_window() -> None:
     for ms in (1, 2, 3, 4, 5):
         prof.record("step", ms / 1000)
     step = prof.summary()["stages"]["step"]
-    assert step["count"] == 5 and step["mean_ms"] == pytest.approx(3.0)
+    assert step["count"] == 5
+    assert step["mean_ms"] == pytest.approx(3.0)
     assert step["p50_ms"] == pytest.approx(4.0)  # of 3, 4, 5
     assert step["max_ms"] == pytest.approx(5.0)
 
@@ -105,7 +106,7 @@ def test_recording_is_thread_safe() -> None:
         while not writers_done.is_set():
             try:
                 prof.summary()
-            except BaseException as exc:  # collected: an error in a thread would be lost
+            except BaseException as exc:  # noqa: BLE001 - collected: lost in a thread otherwise
                 read_errors.append(exc)
                 return
 
@@ -184,7 +185,8 @@ def test_reset_forgets() -> None:
     prof = Profiler(enabled=True)
     prof.record("a", 1.0)
     prof.reset()
-    assert prof.stages() == [] and prof.get_avg_time("a") == 0.0
+    assert prof.stages() == []
+    assert prof.get_avg_time("a") == 0.0
 
 
 def test_devices() -> None:
@@ -207,7 +209,8 @@ def test_process_wide_profiler() -> None:
     was_enabled = prof.enabled
     try:
         assert configure_profiler(ProfilingConfig(enabled=True), "cpu") is prof
-        assert prof.enabled and prof.device == "cpu"
+        assert prof.enabled
+        assert prof.device == "cpu"
         configure_profiler(ProfilingConfig(enabled=False))
         assert not prof.enabled
     finally:

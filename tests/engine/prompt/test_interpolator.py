@@ -62,7 +62,8 @@ def test_no_smoothing_follows_each_frame() -> None:
 def test_sharpness_is_the_power_on_chroma() -> None:
     column = np.array([1.0, 0.5] + [0.0] * 10)
     linear, squared = pitch_distribution(column, 1.0), pitch_distribution(column, 2.0)
-    assert linear is not None and squared is not None
+    assert linear is not None
+    assert squared is not None
     assert np.allclose(linear[:2], [2 / 3, 1 / 3])
     assert np.allclose(squared[:2], [0.8, 0.2])
     assert pitch_distribution(np.zeros(12), 2.0) is None
@@ -85,7 +86,8 @@ def test_blend_formula() -> None:
     features = make_features(12, chroma=rng.random((12, 12)))
     interp = interpolator(chroma_weight=0.3)
     out = interp.interpolate_prompts(features, base, chroma)
-    assert out.shape == (12, SEQ, HIDDEN) and out.dtype == torch.float32
+    assert out.shape == (12, SEQ, HIDDEN)
+    assert out.dtype == torch.float32
     weights = torch.from_numpy(interp.chroma_weights(features)).float()
     expected = 0.7 * base + 0.3 * torch.einsum("fk,ksh->fsh", weights, chroma)
     assert torch.allclose(out, expected, atol=1e-5)
@@ -138,7 +140,8 @@ def test_live_smoothing_carries_over_frames_and_resets() -> None:
     )
     assert np.allclose(interp.weights_for_state(c.state_at_frame(0)), np.eye(12)[0])
     after = interp.weights_for_state(g.state_at_frame(0))
-    assert after[0] == pytest.approx(0.5) and after[7] == pytest.approx(0.5)
+    assert after[0] == pytest.approx(0.5)
+    assert after[7] == pytest.approx(0.5)
     # the offline form runs its own smoother and leaves the live one alone
     interp.chroma_weights(make_features(10))
     assert interp.weights_for_state(g.state_at_frame(0))[7] == pytest.approx(0.75)
@@ -158,7 +161,8 @@ def test_output_dtype() -> None:
     base, chroma = embeds()
     interp = PromptInterpolator(PromptConfig(), dtype=torch.float64)
     out = interp.interpolate_prompts(make_features(4), base, chroma)
-    assert out.dtype == torch.float64 and out.device.type == "cpu"
+    assert out.dtype == torch.float64
+    assert out.device.type == "cpu"
 
 
 def test_bad_inputs_name_the_culprit() -> None:

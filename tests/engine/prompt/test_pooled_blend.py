@@ -26,12 +26,14 @@ def conditionings() -> tuple[TextConditioning, TextConditioning]:
 
 def test_pooled_embeddings_are_blended_by_the_same_weights() -> None:
     base, chroma = conditionings()
-    assert base.pooled is not None and chroma.pooled is not None
+    assert base.pooled is not None
+    assert chroma.pooled is not None
     features = make_features(8, chroma=np.random.default_rng(1).random((12, 8)))
     interp = PromptInterpolator(PromptConfig(chroma_weight=0.4))
     out = interp.interpolate_prompts(features, base, chroma)
     weights = torch.from_numpy(interp.chroma_weights(features)).float()
-    assert isinstance(out, TextConditioning) and out.pooled is not None
+    assert isinstance(out, TextConditioning)
+    assert out.pooled is not None
     expected_embeds = 0.6 * base.embeds + 0.4 * torch.einsum("fk,ksh->fsh", weights, chroma.embeds)
     expected_pooled = 0.6 * base.pooled + 0.4 * weights @ chroma.pooled
     torch.testing.assert_close(out.embeds, expected_embeds)
@@ -44,7 +46,8 @@ def test_one_pitch_class_selects_its_pooled_prompt_live() -> None:
     interp = PromptInterpolator(PromptConfig(chroma_weight=1.0))
     state = make_features(1, chroma=one_hot_chroma([5])).state_at_frame(0)
     out = interp.blend_for_state(state, base, chroma)
-    assert isinstance(out, TextConditioning) and out.pooled is not None
+    assert isinstance(out, TextConditioning)
+    assert out.pooled is not None
     torch.testing.assert_close(out.pooled, chroma.pooled[5:6])
     torch.testing.assert_close(out.embeds, chroma.embeds[5:6])
 
