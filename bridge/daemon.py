@@ -214,7 +214,9 @@ class Daemon:
     def _start_services(self) -> None:
         """Feedback, the OSC server and OSCQuery: ControlError names a port that is taken."""
         opts = self.options
-        self._feedback = FeedbackSender([parse_host_port(t) for t in opts.feedback])
+        self._feedback = FeedbackSender(
+            [parse_host_port(t) for t in opts.feedback], max_rate=opts.feedback_rate
+        )
         if self._synced is not None:
             self._feedback.add_provider(self._synced.feedback_values)
         if self._link is not None:

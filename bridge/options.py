@@ -38,6 +38,12 @@ class RunOptions(BaseModel):
     osc_port: int = Field(9000, ge=0, le=65535, description="OSC UDP (and TCP) port")
     oscquery_port: int | None = Field(9001, ge=0, le=65535, description="OSCQuery HTTP port")
     feedback: list[str] = Field(default_factory=list, description="HOST:PORT feedback targets")
+    feedback_rate: float = Field(
+        120.0,
+        gt=0,
+        le=1000,
+        description="feedback frames a second at most (a frame with a beat is always sent)",
+    )
     osc_allow: list[str] = Field(
         default_factory=list, description="networks OSC is accepted from (CIDR; empty: any host)"
     )

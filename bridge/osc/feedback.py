@@ -26,6 +26,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -129,8 +130,22 @@ class FeedbackSender:
     thread) reads it without locking while the OSC server adds subscribers.
     """
 
-    def __init__(self, targets: Iterable[Target] = (), *, bundle: bool = False) -> None:
+    def __init__(
+        self,
+        targets: Iterable[Target] = (),
+        *,
+        bundle: bool = False,
+        max_rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``max_rate``: frames a second sent at most (None: every frame); a frame a beat
+        falls in is always sent. ``clock`` times the rate (monotonic seconds)."""
+        if max_rate is not None and not max_rate > 0:
+            raise ControlError(f"feedback rate: {max_rate} must be above 0 frames a second")
         self.bundle = bundle
+        self._interval = 0.0 if max_rate is None else 1.0 / max_rate
+        self._clock = clock
+        self._next_send = -float("inf")
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._lock = threading.Lock()
@@ -191,8 +206,18 @@ class FeedbackSender:
     ) -> None:
         """Send one frame's analysis and status to every target; never raises, never blocks.
 
-        ``drops`` (frames dropped so far) is sent on ``/hamba/status/drops`` when given.
+        ``drops`` (frames dropped so far) is sent on ``/hamba/status/drops`` when given. Above
+        ``max_rate`` frames a second, frames without a beat are left out: controllers and meters
+        need no more, and the render loop saves the work.
         """
+        if self._interval:
+            now = self._clock()
+            if now >= self._next_send:
+                # due one interval after this one, not after the last due time: a late frame
+                # does not make the next ones come in a burst
+                self._next_send = now + self._interval
+            elif not state.beat:
+                return  # a beat goes out between the regular frames, and changes no cadence
         values: dict[str, tuple[Any, ...]] = {
             ENERGY: (float(state.energy),),
             TEMPO: (float(state.tempo),),

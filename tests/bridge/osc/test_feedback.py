@@ -234,3 +234,32 @@ def test_status_error_reaches_the_listener(listener: socket.socket) -> None:
     assert message.address == STATUS_ERROR
     assert message.params == [17, "out of memory: render size 256x256"]
     assert sender.latest()[STATUS_ERROR] == (17, "out of memory: render size 256x256")
+
+
+def test_above_its_rate_the_feedback_leaves_out_frames_but_never_a_beat(
+    listener: socket.socket,
+) -> None:
+    """1,024 frames a second against a cap of 102.4: one frame in ten goes out, on a clock the
+    test moves (binary fractions, so the cadence is exact), and every frame a beat falls in."""
+    now = [0.0]
+    sender = FeedbackSender(
+        [("127.0.0.1", port_of(listener))], max_rate=102.4, clock=lambda: now[0]
+    )
+    beats = {5, 37, 38}
+    for frame in range(100):
+        now[0] = frame / 1024.0
+        sender.send_frame(music(frame, beat=frame in beats), fps=1024.0, frame=frame)
+    expected = sorted(set(range(0, 100, 10)) | beats)
+    # five messages a frame, and the beat count on each beat frame
+    messages = read(listener, 5 * len(expected) + len(beats))
+    sender.close()
+    listener.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        listener.recv(65536)  # nothing more was sent
+    assert [m.params[0] for m in messages if m.address == FRAME] == expected
+    assert sender.frames_sent == len(expected)
+
+
+def test_a_feedback_rate_must_be_positive() -> None:
+    with pytest.raises(ControlError, match=r"feedback rate: 0\.0 must be above 0"):
+        FeedbackSender([], max_rate=0.0)
