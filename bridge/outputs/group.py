@@ -56,7 +56,9 @@ class _Lane:
         self.publisher = publisher
         self.name = name
         self._group = group
-        self._queue: deque[_Item] = deque(maxlen=group.queue_size)
+        wanted = getattr(publisher, "queue_frames", None)
+        depth = max(group.queue_size, wanted if isinstance(wanted, int) else 0)
+        self._queue: deque[_Item] = deque(maxlen=depth)
         self._cond = threading.Condition()
         self._stopping = False
         self._drain_deadline = 0.0
@@ -195,7 +197,8 @@ class _Lane:
 class OutputGroup(ClosesOnExit):
     """Feeds several outputs from one render loop; ``publish`` never blocks.
 
-    ``queue_size`` frames wait per output at most (the oldest is dropped first); an output is
+    ``queue_size`` frames wait per output at most (the oldest is dropped first; a recording
+    output may ask for more with its ``queue_frames``, see :class:`FramePublisher`); an output is
     disabled after ``max_failures`` failed publishes in a row; failures are logged at most once
     per ``log_interval_s`` per output; ``close`` drains for at most ``close_timeout_s / 2`` and
     returns within about ``close_timeout_s``.

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bridge.outputs.paths import writable_dir
-from bridge.outputs.publisher import PublisherBase, RGBAImage, import_native
+from bridge.outputs.publisher import (
+    RECORDING_QUEUE_FRAMES,
+    PublisherBase,
+    RGBAImage,
+    import_native,
+)
 from engine.errors import OutputError
 
 FILE_PATTERN = "frame_{index:06d}.png"
@@ -24,6 +29,9 @@ class PngSequenceOutput(PublisherBase):
 
     ``compression_level`` is zlib's, 0 (fastest, largest) to 9.
     """
+
+    # a recording keeps every frame through an encoder's slow moment
+    queue_frames = RECORDING_QUEUE_FRAMES
 
     def __init__(self, directory: str | Path, *, compression_level: int = 1) -> None:
         self.directory = Path(directory).expanduser()

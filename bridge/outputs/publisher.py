@@ -31,6 +31,10 @@ RGBAImage = npt.NDArray[np.uint8]
 _C = TypeVar("_C", bound="ClosesOnExit")
 
 
+# frames a recording (mp4, PNG) may keep waiting: a few seconds of an encoder's slow moment
+RECORDING_QUEUE_FRAMES = 64
+
+
 @runtime_checkable
 class FramePublisher(Protocol):
     """Anything that takes RGBA frames and hands them to the outside world.
@@ -44,6 +48,11 @@ class FramePublisher(Protocol):
     rather than the output's own, e.g. Syphon's discovery run loop. It is called between
     frames, only while the output is open, and must return quickly (a millisecond or so).
     :class:`PublisherBase` provides a no-op; a publisher without the method is never pumped.
+
+    Optionally, ``queue_frames`` (an int) asks the :class:`~bridge.outputs.group.OutputGroup`
+    for a deeper queue than its default: a recording (mp4, PNG) would rather hold a few seconds
+    of frames through an encoder's slow moment than lose one; live outputs keep the short queue
+    (a late frame is worth less than the next one).
     """
 
     name: str

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from bridge.outputs.paths import writable_dir
-from bridge.outputs.publisher import PublisherBase, RGBAImage, import_native
+from bridge.outputs.publisher import (
+    RECORDING_QUEUE_FRAMES,
+    PublisherBase,
+    RGBAImage,
+    import_native,
+)
 from engine.errors import OutputError
 
 SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -137,6 +142,9 @@ class _AudioTrack:
 
 class VideoFileOutput(PublisherBase):
     """Writes an mp4 (or .mov/.mkv) at ``path``; ``audio_path`` is muxed in when given."""
+
+    # a recording keeps every frame through an encoder's slow moment
+    queue_frames = RECORDING_QUEUE_FRAMES
 
     def __init__(
         self,

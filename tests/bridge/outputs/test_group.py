@@ -277,3 +277,40 @@ def test_shared_memory_is_written_straight_from_the_published_frame() -> None:
         got = reader.read()
         assert got is not None
         np.testing.assert_array_equal(got.image, frame)
+
+
+class StuckRecording(Stuck):
+    """A stuck output that asks for a recording's deep queue (as mp4 and PNG outputs do)."""
+
+    queue_frames = 32
+
+
+@pytest.mark.parametrize(("output", "kept"), [(Stuck, 3), (StuckRecording, 20)])
+def test_a_recording_keeps_every_frame_through_a_slow_moment(
+    output: type[Stuck], kept: int
+) -> None:
+    """20 frames while the output is stuck in its first: a live output keeps its newest two (and
+    the one in hand), a recording all of them (no timing used)."""
+    stuck = output()
+    group = OutputGroup([stuck])
+    group.open(4, 4, 30.0)
+    frame = np.zeros((4, 4, 4), np.uint8)
+    group.publish(frame, 0, 0.0)
+    assert stuck.entered.wait(10)
+    for index in range(1, 20):
+        group.publish(frame, index, index / 30)
+    stuck.release.set()
+    assert group.flush(10.0)
+    group.close()
+    assert len(stuck.frames) == kept
+    assert group.stats()[stuck.name].dropped == 20 - kept
+
+
+def test_mp4_and_png_outputs_ask_for_the_recording_queue() -> None:
+    from bridge.outputs.images import PngSequenceOutput
+    from bridge.outputs.publisher import RECORDING_QUEUE_FRAMES
+    from bridge.outputs.video import VideoFileOutput
+
+    assert VideoFileOutput.queue_frames == RECORDING_QUEUE_FRAMES
+    assert PngSequenceOutput.queue_frames == RECORDING_QUEUE_FRAMES
+    assert OutputGroup([Recorder()]).queue_size < RECORDING_QUEUE_FRAMES
