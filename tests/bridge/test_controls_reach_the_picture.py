@@ -281,6 +281,8 @@ class Engine:
                 "osc_port": port,
                 "oscquery_port": None,
                 "feedback": [f"127.0.0.1:{listener.port}"] if context.feedback else [],
+                # every frame's feedback: the test moves the clock faster than the default cap
+                "feedback_rate": 1000.0,
                 "beat_source": context.beat_source,
                 "midi": midi,
             }

@@ -17,6 +17,8 @@ from bridge.beats.base import BeatGrid
 from bridge.link.session import LinkSession
 
 QUANTUM = 4.0
+# how much older the session a peer joins is, so that Link keeps it (see follow_reads_the_session)
+SESSION_HEAD_START = 3.0
 
 
 def wait(probe: Callable[[], bool], timeout: float = 5.0) -> float | None:
@@ -49,7 +51,10 @@ class RawPeer:
 
 def follow_reads_the_session() -> dict[str, Any]:
     peer = RawPeer(97.0)
-    time.sleep(1.0)  # the older session wins when two meet: the peer's, here
+    # when two sessions meet, Link keeps the one older by more than half a second (its
+    # Sessions::handleSuccessfulMeasurement; closer than that, the lower session id wins): after
+    # a 1 s head start the newcomer's session won 3 times in 6 here, after 3 s never in 6
+    time.sleep(SESSION_HEAD_START)
     session = LinkSession("follow", quantum=QUANTUM)
     session.start()
     try:
@@ -102,8 +107,8 @@ def auto_switches() -> dict[str, Any]:
     session.start()
     events: dict[str, Any] = {"alone_following": session.following}
     try:
-        # a peer joining an older session takes that session's tempo (Link's rule)
-        time.sleep(1.0)
+        # a peer joining an older session takes that session's tempo (Link's rule, above)
+        time.sleep(SESSION_HEAD_START)
         peer = RawPeer(80.0)
         events["joined_s"] = wait(lambda: session.peers == 1)
         time.sleep(0.3)
