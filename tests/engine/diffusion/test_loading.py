@@ -18,7 +18,7 @@ from engine.diffusion.loading import check_sd_architecture, resolve_model_source
 from engine.diffusion.sd15 import SD15Pipeline
 from engine.diffusion.tiny import build_tiny_components, build_tiny_pipeline
 from engine.errors import ModelError
-from tests.engine.diffusion.support import SEED, SIZE, tiny_configs
+from tests.engine.diffusion.support import SEED, SIZE, save_random_lora, tiny_configs
 
 Noise = Callable[..., torch.Tensor]
 
@@ -156,23 +156,7 @@ def test_taesd_from_an_unreachable_hub_id_is_named(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random LoRA on the tiny unet's attention, saved the way Hyper-SD/LCM-LoRA ship."""
-    from peft import LoraConfig, get_peft_model_state_dict
-
-    pipe = build_tiny_pipeline(SEED, SIZE, SIZE)
-    torch.manual_seed(0)
-    pipe.unet.add_adapter(
-        LoraConfig(
-            r=4,
-            lora_alpha=4,
-            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-            init_lora_weights=False,
-        )
-    )
-    folder = tmp_path_factory.mktemp("lora")
-    StableDiffusionPipeline.save_lora_weights(
-        folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet), safe_serialization=True
-    )
-    return folder / "pytorch_lora_weights.safetensors"
+    return save_random_lora(tmp_path_factory.mktemp("lora"))
 
 
 def test_a_lora_is_fused_at_load_and_leaves_no_adapters(

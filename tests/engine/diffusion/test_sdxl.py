@@ -16,7 +16,7 @@ from engine.diffusion.sd15 import LatentDiffusionPipeline, SD15Pipeline
 from engine.diffusion.sdxl import SDXLPipeline
 from engine.diffusion.tiny import build_tiny_pipeline, build_tiny_sdxl_components
 from engine.errors import ModelError, RenderError
-from tests.engine.diffusion.support import SEED, SIZE, tiny_configs
+from tests.engine.diffusion.support import SEED, SIZE, save_random_lora, tiny_configs
 
 Noise = Callable[..., torch.Tensor]
 
@@ -167,24 +167,7 @@ def test_an_empty_negative_prompt_is_zeros_for_sdxl(tiny_xl: SDXLPipeline) -> No
 def xl_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random LoRA on the tiny SDXL unet's attention, saved the way Hyper-SDXL and
     SDXL-Lightning LoRAs ship."""
-    from diffusers import StableDiffusionXLPipeline
-    from peft import LoraConfig, get_peft_model_state_dict
-
-    pipe = build_tiny_pipeline(SEED, SIZE, SIZE, name="tiny-sdxl")
-    torch.manual_seed(0)
-    pipe.unet.add_adapter(
-        LoraConfig(
-            r=4,
-            lora_alpha=4,
-            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-            init_lora_weights=False,
-        )
-    )
-    folder = tmp_path_factory.mktemp("xl-lora")
-    StableDiffusionXLPipeline.save_lora_weights(
-        folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet), safe_serialization=True
-    )
-    return folder / "pytorch_lora_weights.safetensors"
+    return save_random_lora(tmp_path_factory.mktemp("xl-lora"), "tiny-sdxl")
 
 
 def test_an_sdxl_lora_is_fused_at_load(xl_lora: Path, tiny_xl: SDXLPipeline, noise: Noise) -> None:
