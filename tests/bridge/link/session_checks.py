@@ -66,7 +66,9 @@ def follow_reads_the_session() -> dict[str, Any]:
             wall = time.monotonic() + ahead
             ours = session.reading(wall).position
             theirs = peer.state().beatAtTime(peer.micros(wall), QUANTUM)
-            errors.append(abs(ours - theirs))
+            # Link shares the phase within a bar, not the beat count: peers' beat values may
+            # differ by whole bars (quanta)
+            errors.append(abs((ours - theirs + QUANTUM / 2) % QUANTUM - QUANTUM / 2))
         values = session.feedback_values()
         return {
             "joined_s": joined,
