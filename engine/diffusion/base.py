@@ -138,7 +138,6 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
     def encode_image(self, images: Frames) -> torch.Tensor:
         """RGBA (or RGB) ``uint8`` images ``(B, H, W, C)`` or ``(H, W, C)`` to clean latents."""
 
-    @abstractmethod
     def render(
         self,
         latents: torch.Tensor,
@@ -148,7 +147,11 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         init_latents: torch.Tensor | None = None,
     ) -> RenderResult:
         """Denoise and decode in one step (the fast path): frames and their clean latents."""
+        return self.launch(
+            latents, prompt_embeds, strength=strength, init_latents=init_latents
+        ).wait()
 
+    @abstractmethod
     def launch(
         self,
         latents: torch.Tensor,
@@ -158,10 +161,8 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         init_latents: torch.Tensor | None = None,
     ) -> PendingRender:
         """Start :meth:`render` and return without waiting for the frames where the device
-        allows it (CUDA: kernels queued, copy to host in flight); by default it renders now."""
-        return PendingRender.done(
-            self.render(latents, prompt_embeds, strength=strength, init_latents=init_latents)
-        )
+        allows it (CUDA: kernels queued, copy to host in flight); a kind with nothing to
+        overlap renders now and returns ``PendingRender.done(result)``."""
 
     def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
         """Start :meth:`decode` without waiting for the frames (by default it decodes now)."""

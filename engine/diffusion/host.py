@@ -230,9 +230,7 @@ class HostTransfer:
         """The ring of buffers for frames of ``shape`` (made on first use)."""
         ring = self._rings.get(shape)
         if ring is None:
-            ring = HostRing(
-                shape, pinned=self.pinned, slots=self._slots, max_slots=self._max_slots
-            )
+            ring = HostRing(shape, pinned=self.pinned, slots=self._slots, max_slots=self._max_slots)
             self._rings[shape] = ring
         return ring
 

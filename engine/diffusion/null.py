@@ -30,7 +30,6 @@ from engine.diffusion.base import (
     BaseDiffusionPipeline,
     Frames,
     PendingRender,
-    RenderResult,
     register_model_kind,
 )
 from engine.diffusion.conditioning import Conditioning, as_conditioning
@@ -199,18 +198,6 @@ class NullPipeline(BaseDiffusionPipeline[torch.Tensor]):
         latents = torch.zeros((len(array), *shape[1:]))
         latents[:, :3] = level[:, :, None, None]
         return latents.to(self.device)
-
-    def render(
-        self,
-        latents: torch.Tensor,
-        prompt_embeds: Conditioning,
-        *,
-        strength: float = 1.0,
-        init_latents: torch.Tensor | None = None,
-    ) -> RenderResult:
-        return self.launch(
-            latents, prompt_embeds, strength=strength, init_latents=init_latents
-        ).wait()
 
     def launch(
         self,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
-from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender, RenderResult
+from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender
 from engine.diffusion.conditioning import (
     Conditioning,
     ConditioningT_co,
@@ -295,18 +295,6 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         return schedule
 
     # rendering
-
-    def render(
-        self,
-        latents: torch.Tensor,
-        prompt_embeds: Conditioning,
-        *,
-        strength: float = 1.0,
-        init_latents: torch.Tensor | None = None,
-    ) -> RenderResult:
-        return self.launch(
-            latents, prompt_embeds, strength=strength, init_latents=init_latents
-        ).wait()
 
     def launch(
         self,
