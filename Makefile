@@ -21,11 +21,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check engine bridge osc_schema tests benchmarks scripts
+	$(VENV)/bin/ruff format --check engine bridge osc_schema tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine bridge osc_schema tests benchmarks scripts
+	$(VENV)/bin/ruff format --check engine bridge osc_schema tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -283,9 +283,7 @@ def run(
     label = TINY_LABEL if smoke else SD15_LABEL
 
     def engine_for(steps: int = 1, **settings: Any) -> SD15Pipeline:
-        diffusion = DiffusionConfig(
-            model="given", device=str(device), dtype=precision, **settings
-        )
+        diffusion = DiffusionConfig(model="given", device=str(device), dtype=precision, **settings)
         config = inference.model_copy(update={"num_inference_steps": steps})
         engine = SD15Pipeline(diffusion, config, pipe=pipe, label=label)
         engine.load_model()
@@ -319,7 +317,8 @@ def run(
         )
     figures["stream wrapper (coherence on)"] = {"fps": rate_fps, "peak_memory_mib": peak.mib}
     batched = StreamDiffusionPipeline(
-        engine_for(stream_steps), StreamConfig(enable_temporal_coherence=True, use_stream_batch=True)
+        engine_for(stream_steps),
+        StreamConfig(enable_temporal_coherence=True, use_stream_batch=True),
     )
     with PeakMemory(device) as peak:
         rate_fps = fps(

@@ -262,7 +262,9 @@ def run_case(
         "dropped": stats.dropped,
         "dropped_share": stats.dropped / max(launched, 1),
         # frames a second the main thread's own work and its waits for the model would allow
-        "capacity_fps": 1000.0 * len(records) / max(sum(r.host_ms + r.wait_ms for r in records), 1e-9),
+        "capacity_fps": 1000.0
+        * len(records)
+        / max(sum(r.host_ms + r.wait_ms for r in records), 1e-9),
         "errors": stats.errors,
         "host_ms": summarise([r.host_ms for r in records]),
         "wait_ms": summarise([r.wait_ms for r in records]),
@@ -479,7 +481,9 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"  {name:<12} {row['median']:8.1f} {row['p99']:8.1f}")
     for size, row in results["shm_checksum"].items():
         if isinstance(row, dict):
-            print(f"shm {size}: CRC-32 {row['crc32_ms']:.3f} ms, publish {row['publish_ms']:.3f} ms")
+            print(
+                f"shm {size}: CRC-32 {row['crc32_ms']:.3f} ms, publish {row['publish_ms']:.3f} ms"
+            )
     print(f"load: {results['conditions']['load_before']} -> {results['conditions']['load_after']}")
 
 

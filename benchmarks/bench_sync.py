@@ -48,9 +48,7 @@ class ReadyMusic:
     can_look_ahead = True
 
     def __init__(self) -> None:
-        self._state = MusicState(
-            0, 0.0, 0.5, 0.1, False, 0.0, 0, 120.0, np.zeros(12, np.float32)
-        )
+        self._state = MusicState(0, 0.0, 0.5, 0.1, False, 0.0, 0, 120.0, np.zeros(12, np.float32))
         self._start = time.monotonic()
 
     def start(self) -> None:

@@ -83,6 +83,7 @@ class RunOptions(BaseModel):
         parse_networks(value)
         return value
 
+
 class RenderOptions(BaseModel):
     """What `hamba render` does beyond the engine's configuration (flags, or a [render] table)."""
 

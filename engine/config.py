@@ -40,9 +40,7 @@ class AudioConfig(_Section):
     """Audio analysis: sampling, frame rate of the features, live input."""
 
     sample_rate: int = Field(22050, ge=8000, le=192000, description="analysis sample rate (Hz)")
-    fps: float = Field(
-        24.0, gt=0, le=1000, description="video frames per second of the features"
-    )
+    fps: float = Field(24.0, gt=0, le=1000, description="video frames per second of the features")
     hop_length: int = Field(512, ge=64, le=8192, description="analysis hop (samples)")
     n_fft: int = Field(2048, ge=256, le=16384, description="fft size (samples)")
     block_size: int = Field(512, ge=64, le=8192, description="live audio block (samples)")

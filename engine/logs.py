@@ -3,7 +3,9 @@
 :class:`LogThrottle` rate-limits what our own code logs; :class:`RateLimitFilter` does the same
 for records a library logs itself (attach it to that library's logger); :func:`add_filter_once`
 attaches a filter without stacking copies; :func:`quiet_unused_image_processors` mutes the
-one transformers warning the engine triggers without using what it is about.
+one transformers warning the engine triggers without using what it is about, and
+:func:`quiet_hub_symlink_deprecation` the huggingface_hub warning diffusers triggers on every
+hub lookup.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -170,4 +173,20 @@ def quiet_unused_image_processors() -> MuteFilter:
         _IMAGE_PROCESSOR_LOGGER,
         "image-processor-fallback",
         lambda: MuteFilter(_is_image_processor_fallback),
+    )
+
+
+# diffusers' config loader passes ``local_dir_use_symlinks`` to ``hf_hub_download`` on every
+# lookup of a hub id (even offline), and huggingface_hub 1.x warns that it is ignored: the
+# argument is diffusers', not the user's, so the warning tells a user nothing they can act on
+HUB_SYMLINK_DEPRECATION = r"The `local_dir_use_symlinks` argument is deprecated"
+
+
+def quiet_hub_symlink_deprecation() -> None:
+    """Ignore huggingface_hub's ``local_dir_use_symlinks`` deprecation warning; nothing else."""
+    warnings.filterwarnings(
+        "ignore",
+        message=HUB_SYMLINK_DEPRECATION,
+        category=UserWarning,
+        module=r"huggingface_hub\.",
     )

@@ -119,7 +119,9 @@ class _Lane:
         try:
             pump()
         except Exception as exc:  # noqa: BLE001 - housekeeping must never stop the render loop
-            self._pump_throttle.warning("output %s: pump failed: %s: %s", self.name, type(exc).__name__, exc)
+            self._pump_throttle.warning(
+                "output %s: pump failed: %s: %s", self.name, type(exc).__name__, exc
+            )
 
     def _run(self) -> None:
         width, height, fps = self._size

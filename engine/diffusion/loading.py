@@ -18,6 +18,10 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from engine.errors import ModelError
+from engine.logs import quiet_hub_symlink_deprecation
+
+# every hub lookup below goes through diffusers, which passes an argument huggingface_hub warns about
+quiet_hub_symlink_deprecation()
 
 T = TypeVar("T")
 

@@ -75,7 +75,9 @@ def test_unavailable_device_fails_before_anything_loads(short_wav: Path) -> None
 
 def test_ndi_without_cyndilib_names_the_extra(short_wav: Path, tmp_path: Path) -> None:
     """cyndilib is an extra: where it is not installed, ``--output ndi`` says how to get it."""
-    hidden = env_without(tmp_path, "cyndilib", "ModuleNotFoundError(\"No module named 'cyndilib'\")")
+    hidden = env_without(
+        tmp_path, "cyndilib", "ModuleNotFoundError(\"No module named 'cyndilib'\")"
+    )
     result = run_hamba(
         ["run", "--audio", str(short_wav), *TINY_64, "--output", "ndi", "--osc-port", "0",
          "--no-oscquery"],

@@ -354,9 +354,7 @@ def test_out_of_memory_turns_the_stream_batch_off_first(
     stats = daemon.run()
     assert stats.out_of_memory == 2
     assert stats.frames > 5
-    first, second = (
-        r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()
-    )
+    first, second = (r.getMessage() for r in caplog.records if "out of memory" in r.getMessage())
     assert "out of memory: stream batch off" in first
     assert "out of memory: render size 64x64" in second
     assert models[0].inference_config.height == 64

@@ -45,7 +45,10 @@ def test_rate_limit_filter_lets_one_through_per_window_and_counts(
     now = [0.0]
     logger = logging.getLogger("test.logs.library")
     limit = RateLimitFilter(
-        lambda r: r.getMessage().startswith("noisy"), interval=10.0, max_chars=12, clock=lambda: now[0]
+        lambda r: r.getMessage().startswith("noisy"),
+        interval=10.0,
+        max_chars=12,
+        clock=lambda: now[0],
     )
     logger.addFilter(limit)
     try:
@@ -102,3 +105,30 @@ def test_loading_diffusers_through_the_engine_prints_no_torchvision_warning() ->
     assert result.returncode == 0, result.stderr
     assert "imported" in result.stdout
     assert "torchvision" not in result.stderr, result.stderr
+
+
+def test_a_hub_lookup_through_the_engine_prints_no_symlink_deprecation(tmp_path: Path) -> None:
+    # a fresh interpreter with every warning shown: an uncached TAESD hub id, offline, is a
+    # ModelError and nothing else on stderr
+    code = (
+        "import torch\n"
+        "from engine.diffusion.loading import load_tiny_vae\n"
+        "from engine.errors import ModelError\n"
+        "try:\n"
+        "    load_tiny_vae('madebyollin/taesdxl', dtype=torch.float32, local_files_only=True)\n"
+        "except ModelError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path), PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused: " in result.stdout
+    assert "madebyollin/taesdxl" in result.stdout
+    assert "local_dir_use_symlinks" not in result.stderr, result.stderr

@@ -229,8 +229,12 @@ def test_unknown_bundle_elements_warn_once_and_are_counted(
     junk = b"junk\x00\x00\x00\x00"  # neither "/address" nor "#bundle"
     seed = build_msg("/hamba/seed", [21]).dgram
     datagram = (
-        b"#bundle\x00" + bytes(8) + struct.pack(">i", len(junk)) + junk
-        + struct.pack(">i", len(seed)) + seed
+        b"#bundle\x00"
+        + bytes(8)
+        + struct.pack(">i", len(junk))
+        + junk
+        + struct.pack(">i", len(seed))
+        + seed
     )
     counter = quiet_bundle_element_warnings()
     before = counter.matched

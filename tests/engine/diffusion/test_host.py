@@ -88,7 +88,9 @@ def test_cuda_frames_reach_a_pinned_slot_through_their_own_event() -> None:
     transfer = HostTransfer(device)
     frames = torch.randint(0, 256, (1, 64, 64, 4), dtype=torch.uint8, device=device)
     torch.cuda._sleep(200_000_000)  # keep the stream busy: the copy queues behind it
-    pending = transfer.launch(frames, reused=False, finite=torch.ones((), dtype=torch.bool, device=device))
+    pending = transfer.launch(
+        frames, reused=False, finite=torch.ones((), dtype=torch.bool, device=device)
+    )
     assert not pending.ready()  # launched, not waited for
     array = pending.wait()
     assert pending.ready()
@@ -97,6 +99,8 @@ def test_cuda_frames_reach_a_pinned_slot_through_their_own_event() -> None:
     held = array
     second = transfer.launch(frames, reused=True).wait()
     assert second.ctypes.data != held.ctypes.data  # the held slot is not reused
-    bad = transfer.launch(frames, reused=False, finite=torch.zeros((), dtype=torch.bool, device=device))
+    bad = transfer.launch(
+        frames, reused=False, finite=torch.zeros((), dtype=torch.bool, device=device)
+    )
     with pytest.raises(NonFiniteFrameError):
         bad.wait()

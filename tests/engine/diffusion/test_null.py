@@ -52,7 +52,9 @@ def test_a_registered_model_name_picks_its_own_kind(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(diffusion_base, "MODEL_KINDS", dict(diffusion_base.MODEL_KINDS))
     register_model_kind("mine", lambda d, i: null())
     assert model_kind(DiffusionConfig(model="mine")) == "mine"
-    fixed = create_pipeline(DiffusionConfig(model="null-fixed", null_render_ms=7.5), InferenceConfig())
+    fixed = create_pipeline(
+        DiffusionConfig(model="null-fixed", null_render_ms=7.5), InferenceConfig()
+    )
     assert isinstance(fixed, NullPipeline)
     assert fixed.render_ms == 7.5
     assert fixed.is_untrained
