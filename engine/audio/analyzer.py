@@ -427,8 +427,11 @@ class AudioAnalyzer:
     ) -> npt.NDArray[np.float64]:
         """Constant-Q chroma per video frame, each column's maximum 1, silent frames 0.
 
-        The magnitudes of librosa's constant-Q transform (tuned to the song) reduced by the same
-        functions the live analysis uses (``engine.audio.chroma``), so both give the same weights.
+        The magnitudes of librosa's constant-Q transform (bins at concert pitch, A = 440 Hz)
+        reduced by the same functions the live analysis uses (``engine.audio.chroma``), so both
+        give the same weights. The song's tuning is not estimated here: the fold's three bins a
+        semitone absorb a detuned song (see ``engine.audio.chroma``), and the estimate would cost
+        about 1.2 s on a three-minute song.
         """
         import librosa
 

@@ -1,8 +1,7 @@
 """Constant-Q chroma, the same offline and live: which pitch classes sound, frame by frame.
 
 Both analyses measure the magnitude of one constant-Q transform (C1 to B7, 36 bins per octave,
-librosa's Hann filters and scaling, tuned to the music) and reduce it with the same two
-functions:
+librosa's Hann filters and scaling) and reduce it with the same two functions:
 
 - :func:`pitch_classes`, per measurement: keep the spectral peaks (a note's own bin, not the
   skirts of its filter), compress them logarithmically against the strongest one (a loud bass
@@ -17,6 +16,13 @@ for every bin from G2 up (a 186 ms window, :data:`LIVE_WINDOW_S`), decimated aga
 850 Hz for the bins below, whose filters keep a third of their constant-Q length, a semitone's
 bandwidth, so that a low note still lands on its own semitone (E2 apart from F2, A1 from A#1).
 The live filters are causal: each ends at the newest sample.
+
+Tuning: the live path reads its bins at the song's running tuning estimate (:class:`LiveChroma`
+``tuning``); the offline bins stay at concert pitch. Each pitch class gathers three bins, so a
+detuned song still lands on its own pitch classes on both paths: on the tests' minor
+progression detuned by 0, +-15, 30, 40 and +-45 cents the two paths agree on
+94-97 % of frames whether or not the offline transform is tuned (``librosa.estimate_tuning``
+would add 1.2 s to a three-minute song's analysis).
 
 Latency: a filter ending now sees a note on average half its length late, so a bin's chroma lags
 by half its filter: at most 93 ms from G2 (98 Hz) up, 105 ms at E2, 157 ms at A1 and 265 ms at C1

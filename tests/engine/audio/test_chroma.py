@@ -145,6 +145,17 @@ def test_a_key_change_shows_in_the_live_blend_weights_within_a_second(
     assert (new[switched:] > old[switched:]).all()
 
 
+@pytest.mark.parametrize("detune_cents", [-45.0, 30.0, 45.0])
+def test_a_detuned_song_gives_the_same_weights_on_both_paths(detune_cents: float) -> None:
+    # the offline bins stay at concert pitch, the live ones follow the tuning: the fold's three
+    # bins a semitone keep both on the song's own pitch classes
+    chords = [(52, True), (45, True), (47, False), (52, True)]
+    y = progression([triad_with_bass(r, m) for r, m in chords], 2.0, SR, detune_cents=detune_cents)
+    offline, live = _blend_weights(AudioAnalyzer(AudioConfig()), y)
+    assert _agreement(offline, live) >= 0.9
+    assert _dominant(offline) == _dominant(live) == "E"
+
+
 @pytest.mark.parametrize("detune_cents", [0.0, 40.0, -25.0])
 def test_live_tuning_follows_the_song_like_the_offline_estimate(detune_cents: float) -> None:
     chords = [(52, True), (48, False), (55, False), (50, False)]
