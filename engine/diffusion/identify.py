@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.diffusion.file_cache import FileCache
 from engine.diffusion.loading import (
     MODEL_HINT,
     ModelSource,
@@ -78,11 +79,19 @@ def pipeline_class_of(folder: Path) -> str | None:
 
 def _class_name(index: Path, what: str) -> str | None:
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        return _CLASS_NAMES(index)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{what} is unreadable ({exc})") from exc
+
+
+def _read_class_name(index: Path) -> str | None:
+    data = json.loads(index.read_text(encoding="utf-8"))
     cls = data.get("_class_name") if isinstance(data, dict) else None
     return cls if isinstance(cls, str) else None
+
+
+# a folder's index is read to pick the kind and again to check the folder before it loads
+_CLASS_NAMES = FileCache(_read_class_name)
 
 
 def _hub_index(repo: str, local: bool) -> Path:
