@@ -130,9 +130,14 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         """Clean latents from noise ``latents`` (``init_latents`` noised to ``strength`` when
         given: img2img)."""
 
-    @abstractmethod
     def decode(self, latents: torch.Tensor) -> Frames:
         """Clean latents to frames ``(B, H, W, 4)`` RGBA ``uint8``, C-contiguous."""
+        return self.launch_decode(latents).wait()
+
+    @abstractmethod
+    def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
+        """Start :meth:`decode` and return without waiting for the frames where the device
+        allows it (a kind with nothing to overlap decodes now and returns ``ReadyFrames``)."""
 
     @abstractmethod
     def encode_image(self, images: Frames) -> torch.Tensor:
@@ -163,10 +168,6 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         """Start :meth:`render` and return without waiting for the frames where the device
         allows it (CUDA: kernels queued, copy to host in flight); a kind with nothing to
         overlap renders now and returns ``PendingRender.done(result)``."""
-
-    def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
-        """Start :meth:`decode` without waiting for the frames (by default it decodes now)."""
-        return ReadyFrames(self.decode(latents))
 
     @abstractmethod
     def supports_pooled_embeds(self) -> bool:

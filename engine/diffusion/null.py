@@ -142,9 +142,6 @@ class NullPipeline(BaseDiffusionPipeline[torch.Tensor]):
             x0 = strength * x0 + (1.0 - strength) * init_latents.to(self.device, torch.float32)
         return x0
 
-    def decode(self, latents: torch.Tensor) -> Frames:
-        return self.launch_decode(latents).wait()
-
     def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
         """The texture, with the top rows tinted by each latent's mean (finite-checked)."""
         batch = int(latents.shape[0])

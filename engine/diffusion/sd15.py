@@ -332,9 +332,6 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         with torch.inference_mode():
             return self._denoise_steps(latents, schedule, init, cond)
 
-    def decode(self, latents: torch.Tensor) -> Frames:
-        return self.launch_decode(latents).wait()
-
     def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
         self.load_model()
         with torch.inference_mode():
