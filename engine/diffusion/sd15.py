@@ -276,11 +276,6 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     def supports_pooled_embeds(self) -> bool:
         return False
 
-    def set_negative_prompt(self, text: str) -> None:
-        if text != self.negative_prompt:
-            self.negative_prompt = text
-            self._uncond = None  # encoded again at the next guided frame
-
     def step_schedule(self, strength: float = 1.0) -> StepSchedule:
         steps = self.inference_config.num_inference_steps
         key = (steps, round(min(max(strength, 10.0**-_STRENGTH_DIGITS), 1.0), _STRENGTH_DIGITS))
@@ -547,7 +542,8 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     def _guidance(self) -> tuple[TextConditioning | None, torch.Tensor | None]:
         """Classifier-free guidance inputs: the negative prompt's conditioning and the scale.
 
-        The negative prompt is encoded once per change (``negative_encodes`` counts it)."""
+        The negative prompt is encoded when it differs from the text last encoded, so once per
+        change (``negative_encodes`` counts it)."""
         scale = self.inference_config.guidance_scale
         if scale <= 1.0:
             return None, None
