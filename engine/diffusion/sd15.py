@@ -370,7 +370,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     ) -> torch.Tensor:
         self.load_model()
         batch = samples.shape[0]
-        cond = self._unet_inputs(self._check_conditioning(prompt_embeds, batch), batch)
+        cond = self._unet_inputs(self._check_conditioning(prompt_embeds, batch))
         with torch.inference_mode():
             samples = samples.to(self.device, torch.float32)
             indices = step_indices.to(self.device)
@@ -499,7 +499,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
                     f"init_latents: expected {tuple(latents.shape)}, got {tuple(init_latents.shape)}"
                 )
             init = init_latents.to(self.device, torch.float32)
-        cond = self._unet_inputs(conditioning, batch)
+        cond = self._unet_inputs(conditioning)
         return latents.to(self.device, torch.float32), init, cond
 
     def _check_conditioning(self, prompt_embeds: Conditioning, batch: int) -> TextConditioning:
@@ -523,7 +523,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         """The width of the prompt embeddings the unet attends to."""
         return int(self.pipe.unet.config.cross_attention_dim)
 
-    def _unet_inputs(self, cond: TextConditioning, batch: int) -> UnetInputs:
+    def _unet_inputs(self, cond: TextConditioning) -> UnetInputs:
         """Everything the unet takes besides the sample and timestep (guidance included)."""
         uncond, guidance = self._guidance()
         return UnetInputs(
