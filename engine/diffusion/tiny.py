@@ -411,14 +411,14 @@ def _variance_preserving_init(module: torch.nn.Module) -> None:
 
 
 def _calibrate_decoder(autoencoder: Any, seed: int) -> None:
-    """Scale and shift the decoder's last layer so a reference latent decodes to mid-grey texture.
+    """Scale and shift the kl decoder's last layer so a reference latent decodes to mid-grey
+    texture.
 
     the reference is seeded noise at the one-step scale (std ~20), so the calibration is as
-    deterministic as the weights. the shift is measured, not derived, because the two vae kinds
-    map the last layer to pixels differently (TAESD doubles it and subtracts one).
+    deterministic as the weights. the shift is measured through the decoder (how far a unit of
+    bias moves the output), not assumed.
     """
-    decoder = autoencoder.decoder
-    last = decoder.conv_out if hasattr(decoder, "conv_out") else decoder.layers[-1]
+    last = autoencoder.decoder.conv_out
     reference = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(seed)) * 20
 
     def channel_stats() -> tuple[torch.Tensor, torch.Tensor]:
