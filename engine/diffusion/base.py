@@ -31,7 +31,7 @@ from engine.config import DiffusionConfig, InferenceConfig
 from engine.diffusion.conditioning import Conditioning, ConditioningT_co
 from engine.diffusion.host import PendingFrames, ReadyFrames
 from engine.diffusion.schedule import StepSchedule
-from engine.errors import ModelError
+from engine.errors import ModelError, RenderError
 from engine.logs import quiet_unused_image_processors
 
 # before any model kind imports diffusers: its pipelines import image processors we never use
@@ -177,6 +177,14 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         """Frames ``(B, H, W, 4)`` from noise ``latents (B, 4, h, w)`` and ``prompt_embeds``
         ``(B, seq, hidden)`` or ``(1, seq, hidden)`` (shared by the batch)."""
         return self.render(latents, prompt_embeds).frames
+
+
+def prompt_texts(prompt: str | list[str]) -> list[str]:
+    """What ``encode_prompt`` was given, as a list of texts (RenderError when it is empty)."""
+    texts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not texts:
+        raise RenderError("encode_prompt: no prompt given")
+    return texts
 
 
 PipelineFactory = Callable[[DiffusionConfig, InferenceConfig], BaseDiffusionPipeline]

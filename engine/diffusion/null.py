@@ -30,6 +30,7 @@ from engine.diffusion.base import (
     BaseDiffusionPipeline,
     Frames,
     PendingRender,
+    prompt_texts,
     register_model_kind,
 )
 from engine.diffusion.conditioning import Conditioning, as_conditioning
@@ -77,11 +78,8 @@ class NullPipeline(BaseDiffusionPipeline[torch.Tensor]):
         """Nothing to load."""
 
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not texts:
-            raise RenderError("encode_prompt: no prompt given")
         rows = []
-        for text in texts:
+        for text in prompt_texts(prompt):
             generator = torch.Generator().manual_seed(zlib.crc32(text.encode()))
             rows.append(torch.randn(1, NULL_SEQ, NULL_HIDDEN, generator=generator))
         return torch.cat(rows).to(self.device, self.dtype)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
-from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender
+from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender, prompt_texts
 from engine.diffusion.conditioning import (
     Conditioning,
     ConditioningT_co,
@@ -557,6 +557,15 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         """The unconditional input for ``text`` (the sdxl kind zeroes an empty one)."""
         return as_conditioning(self.encode_prompt(text))
 
+    def _token_ids(self, tokenizer: Any, encoder: Any, texts: list[str]) -> torch.Tensor:
+        """``texts`` as token ids on the device, padded and cut to what ``encoder`` takes."""
+        limit = min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
+        tokens = tokenizer(
+            texts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+        )
+        ids: torch.Tensor = tokens.input_ids
+        return ids.to(self.device)
+
 
 class SD15Pipeline(LatentDiffusionPipeline[torch.Tensor]):
     """An SD 1.x/2.x-layout diffusers model (or the built-in ``tiny``/``tiny-sd2``) as a frame
@@ -565,19 +574,10 @@ class SD15Pipeline(LatentDiffusionPipeline[torch.Tensor]):
     is_xl = False
 
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not texts:
-            raise RenderError("encode_prompt: no prompt given")
+        texts = prompt_texts(prompt)
         pipe = self.pipe
-        limit = min(
-            int(pipe.tokenizer.model_max_length),
-            int(pipe.text_encoder.config.max_position_embeddings),
-        )
-        tokens = pipe.tokenizer(
-            texts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
-        )
         with torch.inference_mode():
-            ids = tokens.input_ids.to(self.device)
+            ids = self._token_ids(pipe.tokenizer, pipe.text_encoder, texts)
             embeds: torch.Tensor = pipe.text_encoder(ids)[0]
             return embeds.to(self.dtype)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.diffusion.base import prompt_texts
 from engine.diffusion.conditioning import Conditioning, TextConditioning
 from engine.diffusion.sd15 import LatentDiffusionPipeline
 from engine.errors import RenderError
@@ -36,9 +37,7 @@ class SDXLPipeline(LatentDiffusionPipeline[TextConditioning]):
         return True
 
     def encode_prompt(self, prompt: str | list[str]) -> TextConditioning:
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not texts:
-            raise RenderError("encode_prompt: no prompt given")
+        texts = prompt_texts(prompt)
         pipe = self.pipe
         hidden: list[torch.Tensor] = []
         pooled: torch.Tensor | None = None
@@ -47,16 +46,7 @@ class SDXLPipeline(LatentDiffusionPipeline[TextConditioning]):
                 (pipe.tokenizer, pipe.text_encoder),
                 (pipe.tokenizer_2, pipe.text_encoder_2),
             ):
-                limit = min(
-                    int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings)
-                )
-                ids = tokenizer(
-                    texts,
-                    padding="max_length",
-                    max_length=limit,
-                    truncation=True,
-                    return_tensors="pt",
-                ).input_ids.to(self.device)
+                ids = self._token_ids(tokenizer, encoder, texts)
                 output = encoder(ids, output_hidden_states=True)
                 # the projected pooled output of the last encoder (diffusers' rule)
                 if output[0].ndim == 2:
