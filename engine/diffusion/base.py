@@ -104,6 +104,15 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
     def get_latent_shape(self) -> tuple[int, int, int, int]:
         """The shape of one frame's noise latent: ``(1, 4, H // 8, W // 8)``."""
 
+    def _check_latents(self, latents: torch.Tensor) -> None:
+        """RenderError unless ``latents`` is a batch of this model's frame latents."""
+        shape = self.get_latent_shape()
+        if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
+            raise RenderError(
+                f"latents: expected (B, {shape[1]}, {shape[2]}, {shape[3]}), "
+                f"got {tuple(latents.shape)}"
+            )
+
     @abstractmethod
     def step_schedule(self, strength: float = 1.0) -> StepSchedule:
         """The current steps' timesteps and noise levels at ``strength`` (cached)."""

@@ -129,12 +129,7 @@ class NullPipeline(BaseDiffusionPipeline[torch.Tensor]):
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        shape = self.get_latent_shape()
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
-            raise RenderError(
-                f"latents: expected (B, {shape[1]}, {shape[2]}, {shape[3]}), "
-                f"got {tuple(latents.shape)}"
-            )
+        self._check_latents(latents)
         x0 = latents.to(self.device, torch.float32)
         if init_latents is not None and strength < 1.0:
             x0 = strength * x0 + (1.0 - strength) * init_latents.to(self.device, torch.float32)

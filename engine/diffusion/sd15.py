@@ -480,12 +480,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         strength: float,
         init_latents: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, UnetInputs]:
-        shape = self.get_latent_shape()
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
-            raise RenderError(
-                f"latents: expected (B, {shape[1]}, {shape[2]}, {shape[3]}), "
-                f"got {tuple(latents.shape)}"
-            )
+        self._check_latents(latents)
         batch = latents.shape[0]
         conditioning = self._check_conditioning(prompt_embeds, batch)
         if not 0.0 <= strength <= 1.0:
