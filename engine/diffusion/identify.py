@@ -40,13 +40,10 @@ class ModelInfo:
 
 
 def identify_model(model: str, *, local_files_only: bool = False) -> ModelInfo:
-    """Identify ``diffusion.model``; ModelError naming it when it cannot be read."""
+    """Identify ``diffusion.model`` given by path or hub id (a registered name, such as the
+    built-in tiny models, is taken by name before this is asked); ModelError naming it when it
+    cannot be read."""
     source = resolve_model_source(model)
-    if source.kind == "tiny":
-        from engine.diffusion.tiny import TINY_SDXL_MODEL
-
-        cls = "StableDiffusionXLPipeline" if model == TINY_SDXL_MODEL else "StableDiffusionPipeline"
-        return ModelInfo(model, source, cls)
     if source.kind == "folder":
         return ModelInfo(model, source, pipeline_class_of(Path(source.location)))
     if source.kind == "file":
