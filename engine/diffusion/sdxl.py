@@ -8,7 +8,7 @@ fused LoRA, TAESD, traced CPU unet, CUDA graphs) with what SDXL adds, as
   states side by side, the pooled embedding is the second encoder's projected output: a prompt
   becomes a :class:`~engine.diffusion.conditioning.TextConditioning`;
 - ``add_time_ids`` = (original height, width, crop top, left, target height, width): the frame
-  size, uncropped, derived from the inference size at every call;
+  size, uncropped, following the inference size (made again when it changes);
 - an empty negative prompt is zeros (``force_zeros_for_empty_prompt``), as diffusers does;
 - TAESD for SDXL latents (``madebyollin/taesdxl``) unless ``diffusion.tiny_vae`` names another;
   SDXL's full VAE decodes in float32 when the model runs in float16 (it overflows otherwise).
@@ -84,7 +84,14 @@ class SDXLPipeline(LatentDiffusionPipeline[TextConditioning]):
     def _pooled_width(self) -> int:
         return int(self.pipe.text_encoder_2.config.projection_dim)
 
+    # the last frame size's time ids: constant while the size is, and asked for at every call
+    _time_ids_of: tuple[tuple[object, ...], torch.Tensor] | None = None
+
     def _time_ids(self) -> torch.Tensor:
         inference = self.inference_config
-        size = [inference.height, inference.width]
-        return torch.tensor([[*size, 0, 0, *size]], device=self.device, dtype=self.dtype)
+        key = (inference.height, inference.width, self.device, self.dtype)
+        if self._time_ids_of is None or self._time_ids_of[0] != key:
+            size = [inference.height, inference.width]
+            ids = torch.tensor([[*size, 0, 0, *size]], device=self.device, dtype=self.dtype)
+            self._time_ids_of = (key, ids)
+        return self._time_ids_of[1]
