@@ -31,7 +31,7 @@ from engine.config import DiffusionConfig, InferenceConfig
 from engine.diffusion.conditioning import Conditioning, ConditioningT_co
 from engine.diffusion.host import PendingFrames, ReadyFrames
 from engine.diffusion.schedule import StepSchedule
-from engine.errors import ModelError
+from engine.errors import ModelError, RenderError
 from engine.logs import quiet_unused_image_processors
 
 # before any model kind imports diffusers: its pipelines import image processors we never use
@@ -104,6 +104,15 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
     def get_latent_shape(self) -> tuple[int, int, int, int]:
         """The shape of one frame's noise latent: ``(1, 4, H // 8, W // 8)``."""
 
+    def _check_latents(self, latents: torch.Tensor) -> None:
+        """RenderError unless ``latents`` is a batch of this model's frame latents."""
+        shape = self.get_latent_shape()
+        if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
+            raise RenderError(
+                f"latents: expected (B, {shape[1]}, {shape[2]}, {shape[3]}), "
+                f"got {tuple(latents.shape)}"
+            )
+
     @abstractmethod
     def step_schedule(self, strength: float = 1.0) -> StepSchedule:
         """The current steps' timesteps and noise levels at ``strength`` (cached)."""
@@ -130,9 +139,14 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         """Clean latents from noise ``latents`` (``init_latents`` noised to ``strength`` when
         given: img2img)."""
 
-    @abstractmethod
     def decode(self, latents: torch.Tensor) -> Frames:
         """Clean latents to frames ``(B, H, W, 4)`` RGBA ``uint8``, C-contiguous."""
+        return self.launch_decode(latents).wait()
+
+    @abstractmethod
+    def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
+        """Start :meth:`decode` and return without waiting for the frames where the device
+        allows it (a kind with nothing to overlap decodes now and returns ``ReadyFrames``)."""
 
     @abstractmethod
     def encode_image(self, images: Frames) -> torch.Tensor:
@@ -164,10 +178,6 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         allows it (CUDA: kernels queued, copy to host in flight); a kind with nothing to
         overlap renders now and returns ``PendingRender.done(result)``."""
 
-    def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
-        """Start :meth:`decode` without waiting for the frames (by default it decodes now)."""
-        return ReadyFrames(self.decode(latents))
-
     @abstractmethod
     def supports_pooled_embeds(self) -> bool:
         """Whether the model also takes pooled text embeddings (SDXL-style)."""
@@ -176,6 +186,14 @@ class BaseDiffusionPipeline(ABC, Generic[ConditioningT_co]):
         """Frames ``(B, H, W, 4)`` from noise ``latents (B, 4, h, w)`` and ``prompt_embeds``
         ``(B, seq, hidden)`` or ``(1, seq, hidden)`` (shared by the batch)."""
         return self.render(latents, prompt_embeds).frames
+
+
+def prompt_texts(prompt: str | list[str]) -> list[str]:
+    """What ``encode_prompt`` was given, as a list of texts (RenderError when it is empty)."""
+    texts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not texts:
+        raise RenderError("encode_prompt: no prompt given")
+    return texts
 
 
 PipelineFactory = Callable[[DiffusionConfig, InferenceConfig], BaseDiffusionPipeline]

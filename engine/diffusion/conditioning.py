@@ -53,13 +53,6 @@ class TextConditioning:
         pooled = None if self.pooled is None else self.pooled.to(device, dtype)
         return TextConditioning(self.embeds.to(device, dtype), pooled)
 
-    def expand(self, batch: int) -> TextConditioning:
-        """A one-row conditioning repeated (as a view) for ``batch`` frames."""
-        if self.batch == batch:
-            return self
-        pooled = None if self.pooled is None else self.pooled.expand(batch, -1)
-        return TextConditioning(self.embeds.expand(batch, -1, -1), pooled)
-
 
 # what every engine method that takes prompt embeddings accepts
 Conditioning = torch.Tensor | TextConditioning

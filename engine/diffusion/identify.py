@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.diffusion.file_cache import FileCache
 from engine.diffusion.loading import (
     MODEL_HINT,
     ModelSource,
@@ -39,13 +40,10 @@ class ModelInfo:
 
 
 def identify_model(model: str, *, local_files_only: bool = False) -> ModelInfo:
-    """Identify ``diffusion.model``; ModelError naming it when it cannot be read."""
+    """Identify ``diffusion.model`` given by path or hub id (a registered name, such as the
+    built-in tiny models, is taken by name before this is asked); ModelError naming it when it
+    cannot be read."""
     source = resolve_model_source(model)
-    if source.kind == "tiny":
-        from engine.diffusion.tiny import TINY_SDXL_MODEL
-
-        cls = "StableDiffusionXLPipeline" if model == TINY_SDXL_MODEL else "StableDiffusionPipeline"
-        return ModelInfo(model, source, cls)
     if source.kind == "folder":
         return ModelInfo(model, source, pipeline_class_of(Path(source.location)))
     if source.kind == "file":
@@ -78,11 +76,19 @@ def pipeline_class_of(folder: Path) -> str | None:
 
 def _class_name(index: Path, what: str) -> str | None:
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        return _CLASS_NAMES(index)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{what} is unreadable ({exc})") from exc
+
+
+def _read_class_name(index: Path) -> str | None:
+    data = json.loads(index.read_text(encoding="utf-8"))
     cls = data.get("_class_name") if isinstance(data, dict) else None
     return cls if isinstance(cls, str) else None
+
+
+# a folder's index is read to pick the kind and again to check the folder before it loads
+_CLASS_NAMES = FileCache(_read_class_name)
 
 
 def _hub_index(repo: str, local: bool) -> Path:

@@ -10,6 +10,7 @@ disk, and whether its weights fit the device's memory at the dtype the engine wo
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -169,29 +170,17 @@ def _all_files(location: Path) -> list[Path]:
 
 def _header_stats(files: list[Path]) -> tuple[int, str]:
     """Parameter count and the most common stored dtype, from headers (no weights read)."""
+    from engine.diffusion.single_file import read_header
+
     count = 0
     dtypes: Counter[str] = Counter()
     for file in files:
         try:
-            if file.suffix.lower() == ".safetensors":
-                from safetensors import safe_open
-
-                with safe_open(str(file), framework="pt") as handle:
-                    for key in handle.keys():  # noqa: SIM118
-                        part = handle.get_slice(key)
-                        numel = 1
-                        for size in part.get_shape():
-                            numel *= int(size)
-                        count += numel
-                        dtypes[str(part.get_dtype())] += numel
-            else:
-                from engine.diffusion.single_file import torch_state
-
-                for value in torch_state(file).values():
-                    if isinstance(value, torch.Tensor):
-                        count += value.numel()
-                        dtypes[str(value.dtype).removeprefix("torch.")] += value.numel()
+            header = read_header(file)
         except Exception:  # noqa: BLE001 - unreadable weights show as 0 parameters; the kind says why
             continue
-    dtype = dtypes.most_common(1)[0][0] if dtypes else "?"
-    return count, {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}.get(dtype, dtype)
+        for key, shape in header.shapes.items():
+            numel = math.prod(shape)
+            count += numel
+            dtypes[header.dtypes[key]] += numel
+    return count, dtypes.most_common(1)[0][0] if dtypes else "?"

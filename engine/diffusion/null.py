@@ -30,6 +30,7 @@ from engine.diffusion.base import (
     BaseDiffusionPipeline,
     Frames,
     PendingRender,
+    prompt_texts,
     register_model_kind,
 )
 from engine.diffusion.conditioning import Conditioning, as_conditioning
@@ -77,11 +78,8 @@ class NullPipeline(BaseDiffusionPipeline[torch.Tensor]):
         """Nothing to load."""
 
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not texts:
-            raise RenderError("encode_prompt: no prompt given")
         rows = []
-        for text in texts:
+        for text in prompt_texts(prompt):
             generator = torch.Generator().manual_seed(zlib.crc32(text.encode()))
             rows.append(torch.randn(1, NULL_SEQ, NULL_HIDDEN, generator=generator))
         return torch.cat(rows).to(self.device, self.dtype)
@@ -131,19 +129,11 @@ class NullPipeline(BaseDiffusionPipeline[torch.Tensor]):
         strength: float = 1.0,
         init_latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        shape = self.get_latent_shape()
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
-            raise RenderError(
-                f"latents: expected (B, {shape[1]}, {shape[2]}, {shape[3]}), "
-                f"got {tuple(latents.shape)}"
-            )
+        self._check_latents(latents)
         x0 = latents.to(self.device, torch.float32)
         if init_latents is not None and strength < 1.0:
             x0 = strength * x0 + (1.0 - strength) * init_latents.to(self.device, torch.float32)
         return x0
-
-    def decode(self, latents: torch.Tensor) -> Frames:
-        return self.launch_decode(latents).wait()
 
     def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
         """The texture, with the top rows tinted by each latent's mean (finite-checked)."""

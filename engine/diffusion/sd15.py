@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
-from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender
+from engine.diffusion.base import BaseDiffusionPipeline, Frames, PendingRender, prompt_texts
 from engine.diffusion.conditioning import (
     Conditioning,
     ConditioningT_co,
@@ -276,11 +276,6 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     def supports_pooled_embeds(self) -> bool:
         return False
 
-    def set_negative_prompt(self, text: str) -> None:
-        if text != self.negative_prompt:
-            self.negative_prompt = text
-            self._uncond = None  # encoded again at the next guided frame
-
     def step_schedule(self, strength: float = 1.0) -> StepSchedule:
         steps = self.inference_config.num_inference_steps
         key = (steps, round(min(max(strength, 10.0**-_STRENGTH_DIGITS), 1.0), _STRENGTH_DIGITS))
@@ -332,9 +327,6 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         with torch.inference_mode():
             return self._denoise_steps(latents, schedule, init, cond)
 
-    def decode(self, latents: torch.Tensor) -> Frames:
-        return self.launch_decode(latents).wait()
-
     def launch_decode(self, latents: torch.Tensor) -> PendingFrames:
         self.load_model()
         with torch.inference_mode():
@@ -378,7 +370,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     ) -> torch.Tensor:
         self.load_model()
         batch = samples.shape[0]
-        cond = self._unet_inputs(self._check_conditioning(prompt_embeds, batch), batch)
+        cond = self._unet_inputs(self._check_conditioning(prompt_embeds, batch))
         with torch.inference_mode():
             samples = samples.to(self.device, torch.float32)
             indices = step_indices.to(self.device)
@@ -488,12 +480,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         strength: float,
         init_latents: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, UnetInputs]:
-        shape = self.get_latent_shape()
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]:
-            raise RenderError(
-                f"latents: expected (B, {shape[1]}, {shape[2]}, {shape[3]}), "
-                f"got {tuple(latents.shape)}"
-            )
+        self._check_latents(latents)
         batch = latents.shape[0]
         conditioning = self._check_conditioning(prompt_embeds, batch)
         if not 0.0 <= strength <= 1.0:
@@ -507,7 +494,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
                     f"init_latents: expected {tuple(latents.shape)}, got {tuple(init_latents.shape)}"
                 )
             init = init_latents.to(self.device, torch.float32)
-        cond = self._unet_inputs(conditioning, batch)
+        cond = self._unet_inputs(conditioning)
         return latents.to(self.device, torch.float32), init, cond
 
     def _check_conditioning(self, prompt_embeds: Conditioning, batch: int) -> TextConditioning:
@@ -531,7 +518,7 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         """The width of the prompt embeddings the unet attends to."""
         return int(self.pipe.unet.config.cross_attention_dim)
 
-    def _unet_inputs(self, cond: TextConditioning, batch: int) -> UnetInputs:
+    def _unet_inputs(self, cond: TextConditioning) -> UnetInputs:
         """Everything the unet takes besides the sample and timestep (guidance included)."""
         uncond, guidance = self._guidance()
         return UnetInputs(
@@ -550,7 +537,8 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
     def _guidance(self) -> tuple[TextConditioning | None, torch.Tensor | None]:
         """Classifier-free guidance inputs: the negative prompt's conditioning and the scale.
 
-        The negative prompt is encoded once per change (``negative_encodes`` counts it)."""
+        The negative prompt is encoded when it differs from the text last encoded, so once per
+        change (``negative_encodes`` counts it)."""
         scale = self.inference_config.guidance_scale
         if scale <= 1.0:
             return None, None
@@ -564,6 +552,15 @@ class LatentDiffusionPipeline(BaseDiffusionPipeline[ConditioningT_co]):
         """The unconditional input for ``text`` (the sdxl kind zeroes an empty one)."""
         return as_conditioning(self.encode_prompt(text))
 
+    def _token_ids(self, tokenizer: Any, encoder: Any, texts: list[str]) -> torch.Tensor:
+        """``texts`` as token ids on the device, padded and cut to what ``encoder`` takes."""
+        limit = min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
+        tokens = tokenizer(
+            texts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+        )
+        ids: torch.Tensor = tokens.input_ids
+        return ids.to(self.device)
+
 
 class SD15Pipeline(LatentDiffusionPipeline[torch.Tensor]):
     """An SD 1.x/2.x-layout diffusers model (or the built-in ``tiny``/``tiny-sd2``) as a frame
@@ -572,19 +569,10 @@ class SD15Pipeline(LatentDiffusionPipeline[torch.Tensor]):
     is_xl = False
 
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not texts:
-            raise RenderError("encode_prompt: no prompt given")
+        texts = prompt_texts(prompt)
         pipe = self.pipe
-        limit = min(
-            int(pipe.tokenizer.model_max_length),
-            int(pipe.text_encoder.config.max_position_embeddings),
-        )
-        tokens = pipe.tokenizer(
-            texts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
-        )
         with torch.inference_mode():
-            ids = tokens.input_ids.to(self.device)
+            ids = self._token_ids(pipe.tokenizer, pipe.text_encoder, texts)
             embeds: torch.Tensor = pipe.text_encoder(ids)[0]
             return embeds.to(self.dtype)
 

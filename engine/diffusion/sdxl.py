@@ -8,7 +8,7 @@ fused LoRA, TAESD, traced CPU unet, CUDA graphs) with what SDXL adds, as
   states side by side, the pooled embedding is the second encoder's projected output: a prompt
   becomes a :class:`~engine.diffusion.conditioning.TextConditioning`;
 - ``add_time_ids`` = (original height, width, crop top, left, target height, width): the frame
-  size, uncropped, derived from the inference size at every call;
+  size, uncropped, following the inference size (made again when it changes);
 - an empty negative prompt is zeros (``force_zeros_for_empty_prompt``), as diffusers does;
 - TAESD for SDXL latents (``madebyollin/taesdxl``) unless ``diffusion.tiny_vae`` names another;
   SDXL's full VAE decodes in float32 when the model runs in float16 (it overflows otherwise).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.diffusion.base import prompt_texts
 from engine.diffusion.conditioning import Conditioning, TextConditioning
 from engine.diffusion.sd15 import LatentDiffusionPipeline
 from engine.errors import RenderError
@@ -36,9 +37,7 @@ class SDXLPipeline(LatentDiffusionPipeline[TextConditioning]):
         return True
 
     def encode_prompt(self, prompt: str | list[str]) -> TextConditioning:
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not texts:
-            raise RenderError("encode_prompt: no prompt given")
+        texts = prompt_texts(prompt)
         pipe = self.pipe
         hidden: list[torch.Tensor] = []
         pooled: torch.Tensor | None = None
@@ -47,16 +46,7 @@ class SDXLPipeline(LatentDiffusionPipeline[TextConditioning]):
                 (pipe.tokenizer, pipe.text_encoder),
                 (pipe.tokenizer_2, pipe.text_encoder_2),
             ):
-                limit = min(
-                    int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings)
-                )
-                ids = tokenizer(
-                    texts,
-                    padding="max_length",
-                    max_length=limit,
-                    truncation=True,
-                    return_tensors="pt",
-                ).input_ids.to(self.device)
+                ids = self._token_ids(tokenizer, encoder, texts)
                 output = encoder(ids, output_hidden_states=True)
                 # the projected pooled output of the last encoder (diffusers' rule)
                 if output[0].ndim == 2:
@@ -94,7 +84,14 @@ class SDXLPipeline(LatentDiffusionPipeline[TextConditioning]):
     def _pooled_width(self) -> int:
         return int(self.pipe.text_encoder_2.config.projection_dim)
 
+    # the last frame size's time ids: constant while the size is, and asked for at every call
+    _time_ids_of: tuple[tuple[object, ...], torch.Tensor] | None = None
+
     def _time_ids(self) -> torch.Tensor:
         inference = self.inference_config
-        size = [inference.height, inference.width]
-        return torch.tensor([[*size, 0, 0, *size]], device=self.device, dtype=self.dtype)
+        key = (inference.height, inference.width, self.device, self.dtype)
+        if self._time_ids_of is None or self._time_ids_of[0] != key:
+            size = [inference.height, inference.width]
+            ids = torch.tensor([[*size, 0, 0, *size]], device=self.device, dtype=self.dtype)
+            self._time_ids_of = (key, ids)
+        return self._time_ids_of[1]

@@ -22,12 +22,14 @@ this path with checkpoints they write in the original layout.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from engine.diffusion.file_cache import FileCache
 from engine.errors import ModelError
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
@@ -39,6 +41,9 @@ _SD2_OPENCLIP = "cond_stage_model.model.token_embedding.weight"
 _SD1_CLIP = "cond_stage_model.transformer."
 _V_HEURISTIC = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
 _V_MARKER = "v_pred"
+_V_SPREAD = 0.09
+# safetensors' dtype names as torch's
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 # the tiny architectures' first unet width (real families start at 320)
 _TINY_WIDTH = 32
 
@@ -121,29 +126,61 @@ class Detected:
     prediction: str | None = None
 
 
-def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Every tensor's name and shape, read without loading the weights where the format allows."""
+@dataclass(frozen=True)
+class TensorHeader:
+    """What a checkpoint's tensors are, read without loading the weights where the format
+    allows: each one's shape and dtype (torch's name: ``float16``), and the spread of the bias
+    that tells SD 2.x v-prediction apart (``None`` when the file has none or it is unreadable)."""
+
+    shapes: Mapping[str, tuple[int, ...]]
+    dtypes: Mapping[str, str]
+    v_spread: float | None = None
+
+
+def read_header(path: Path) -> TensorHeader:
+    """A checkpoint's :class:`TensorHeader`, read once while the file is unchanged; ModelError
+    naming the file when it is unreadable or holds no tensors."""
     from engine.diffusion.loading import read_local
 
-    def read() -> dict[str, tuple[int, ...]]:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
-        state = torch_state(path)
-        return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-    shapes = read_local(f"model file {path}", read)
-    if not shapes:
+    header = read_local(f"model file {path}", lambda: _HEADERS(path))
+    if not header.shapes:
         raise ModelError(f"model file {path}: cannot be loaded (it holds no tensors)")
-    return shapes
+    return header
+
+
+def _read_header(path: Path) -> TensorHeader:
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        shapes: dict[str, tuple[int, ...]] = {}
+        dtypes: dict[str, str] = {}
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118
+                part = handle.get_slice(key)
+                shapes[key] = tuple(part.get_shape())
+                dtype = part.get_dtype()
+                dtypes[key] = _SAFETENSORS_DTYPES.get(dtype, dtype)
+            has_bias = _V_HEURISTIC in shapes
+            spread = _spread(lambda: handle.get_tensor(_V_HEURISTIC)) if has_bias else None
+        return TensorHeader(shapes, dtypes, spread)
+    state = {k: v for k, v in torch_state(path).items() if isinstance(v, torch.Tensor)}
+    bias = state.get(_V_HEURISTIC)
+    return TensorHeader(
+        {k: tuple(v.shape) for k, v in state.items()},
+        {k: str(v.dtype).removeprefix("torch.") for k, v in state.items()},
+        None if bias is None else _spread(lambda: bias),
+    )
+
+
+# a start reads a checkpoint to pick its kind and again to load it: one read serves both
+_HEADERS = FileCache(_read_header)
 
 
 def detect_family(path: Path) -> Detected:
     """The family of a checkpoint, from its tensor names; ModelError naming the file and what it
     found when it is no text-to-image SD 1.x/2.x/SDXL checkpoint."""
-    shapes = tensor_shapes(path)
+    header = read_header(path)
+    shapes = header.shapes
     conv_in = shapes.get(_CONV_IN)
     if conv_in is None:
         sample = ", ".join(sorted(shapes)[:3])
@@ -167,7 +204,9 @@ def detect_family(path: Path) -> Detected:
     if _SD2_OPENCLIP in shapes:
         if tiny:
             return Detected(FAMILIES["tiny-sd2"])
-        return Detected(FAMILIES["sd2-v" if marked_v or _looks_v(path) else "sd2"])
+        spread = header.v_spread
+        looks_v = spread is not None and spread > _V_SPREAD
+        return Detected(FAMILIES["sd2-v" if marked_v or looks_v else "sd2"])
     if any(k.startswith(_SD1_CLIP) for k in shapes):
         return Detected(FAMILIES["tiny" if tiny else "sd1"])
     raise ModelError(
@@ -237,24 +276,12 @@ def _scheduler_class(folder: Path) -> str:
     return str(index["scheduler"][1])
 
 
-def _looks_v(path: Path) -> bool:
-    """ComfyUI's test for SD 2.x v-prediction: the spread of one norm bias above 0.09."""
+def _spread(bias: Callable[[], torch.Tensor]) -> float | None:
+    """ComfyUI's measure for SD 2.x v-prediction: the spread of one norm bias (v above 0.09)."""
     try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                if _V_HEURISTIC not in handle.keys():  # noqa: SIM118
-                    return False
-                bias = handle.get_tensor(_V_HEURISTIC)
-        else:
-            found = torch_state(path).get(_V_HEURISTIC)
-            if not isinstance(found, torch.Tensor):
-                return False
-            bias = found
+        return float(torch.std(bias().float(), unbiased=False))
     except Exception:  # noqa: BLE001 - unreadable here is unreadable at load, which names the file
-        return False
-    return float(torch.std(bias.float(), unbiased=False)) > 0.09
+        return None
 
 
 def torch_state(path: Path) -> dict[str, Any]:

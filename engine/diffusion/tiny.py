@@ -21,7 +21,7 @@ They exist to exercise every code path offline and to make the CPU tests and the
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -136,27 +136,11 @@ def build_tiny_components(
     linear preview decoder (the default) or a small ``AutoencoderKL`` (to exercise the full-VAE
     code paths). Same seed, same weights, on any machine.
     """
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     tokenizer = build_tiny_tokenizer()
     vocab = tokenizer.get_vocab()
 
     def text() -> dict[str, Any]:
-        encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(vocab),
-                hidden_size=TINY_HIDDEN,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                projection_dim=TINY_HIDDEN,
-                max_position_embeddings=TINY_MAX_TOKENS,
-                bos_token_id=vocab["<|startoftext|>"],
-                eos_token_id=vocab["<|endoftext|>"],
-                pad_token_id=vocab["<|pad|>"],
-            )
-        )
-        return {"text_encoder": encoder}
+        return {"text_encoder": _clip_text(TINY_HIDDEN, act="quick_gelu", vocab=vocab)}
 
     components = _seeded(seed, lambda: {**_unet(sample_size), **text(), **_vae(vae, sample_size)})
     return _finish(components, seed, vae, sd_latents=True, tokenizer=tokenizer)
@@ -290,12 +274,20 @@ def _unet(
     return {"unet": unet}
 
 
-def _clip_text(hidden: int, *, act: str, model: Any = None) -> Any:
-    """A 2-layer CLIP text encoder over CLIP's real 49 408-token vocabulary."""
+def _clip_text(
+    hidden: int, *, act: str, model: Any = None, vocab: Mapping[str, int] | None = None
+) -> Any:
+    """A 2-layer CLIP text encoder over CLIP's real 49 408-token vocabulary, or over ``vocab``
+    (the ``tiny`` tokenizer's, with its own special tokens)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    if vocab is None:
+        size, bos, eos, pad = CLIP_VOCAB_SIZE, CLIP_VOCAB_SIZE - 2, CLIP_VOCAB_SIZE - 1, 0
+    else:
+        size = len(vocab)
+        bos, eos, pad = (vocab[t] for t in ("<|startoftext|>", "<|endoftext|>", "<|pad|>"))
     config = CLIPTextConfig(
-        vocab_size=CLIP_VOCAB_SIZE,
+        vocab_size=size,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=2,
@@ -303,9 +295,9 @@ def _clip_text(hidden: int, *, act: str, model: Any = None) -> Any:
         projection_dim=hidden,
         hidden_act=act,
         max_position_embeddings=TINY_MAX_TOKENS,
-        bos_token_id=CLIP_VOCAB_SIZE - 2,
-        eos_token_id=CLIP_VOCAB_SIZE - 1,
-        pad_token_id=0,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
     )
     return (model or CLIPTextModel)(config)
 
@@ -411,14 +403,14 @@ def _variance_preserving_init(module: torch.nn.Module) -> None:
 
 
 def _calibrate_decoder(autoencoder: Any, seed: int) -> None:
-    """Scale and shift the decoder's last layer so a reference latent decodes to mid-grey texture.
+    """Scale and shift the kl decoder's last layer so a reference latent decodes to mid-grey
+    texture.
 
     the reference is seeded noise at the one-step scale (std ~20), so the calibration is as
-    deterministic as the weights. the shift is measured, not derived, because the two vae kinds
-    map the last layer to pixels differently (TAESD doubles it and subtracts one).
+    deterministic as the weights. the shift is measured through the decoder (how far a unit of
+    bias moves the output), not assumed.
     """
-    decoder = autoencoder.decoder
-    last = decoder.conv_out if hasattr(decoder, "conv_out") else decoder.layers[-1]
+    last = autoencoder.decoder.conv_out
     reference = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(seed)) * 20
 
     def channel_stats() -> tuple[torch.Tensor, torch.Tensor]:

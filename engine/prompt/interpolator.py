@@ -219,35 +219,40 @@ class PromptInterpolator:
         """Mix embeddings with given pitch-class weights ``(m, 12)``: ``(m, seq, hidden)`` (a
         ``TextConditioning`` when given ones: pooled embeddings mixed by the same weights)."""
         if isinstance(base_embeds, torch.Tensor) and isinstance(chroma_embeds, torch.Tensor):
-            return self._blend_tensors(weights, base_embeds, chroma_embeds, chroma_weight)
+            return self._mix(self._mix_weights(weights, chroma_weight), base_embeds, chroma_embeds)
         base, chroma = as_conditioning(base_embeds), as_conditioning(chroma_embeds)
-        embeds = self._blend_tensors(weights, base.embeds, chroma.embeds, chroma_weight)
+        mix = self._mix_weights(weights, chroma_weight)
+        embeds = self._mix(mix, base.embeds, chroma.embeds)
         if base.pooled is None and chroma.pooled is None:
             return TextConditioning(embeds)
         if base.pooled is None or chroma.pooled is None:
             raise RenderError("prompt blend: both base and chroma embeddings need pooled ones")
         # pooled rows as one-token sequences, through the same mix
-        pooled = self._blend_tensors(
-            weights, base.pooled[:, None, :], chroma.pooled[:, None, :], chroma_weight
-        )
+        pooled = self._mix(mix, base.pooled[:, None, :], chroma.pooled[:, None, :])
         return TextConditioning(embeds, pooled[:, 0, :])
 
-    def _blend_tensors(
-        self,
-        weights: npt.ArrayLike,
-        base_embeds: torch.Tensor,
-        chroma_embeds: torch.Tensor,
-        chroma_weight: float | None,
-    ) -> torch.Tensor:
+    def _mix_weights(
+        self, weights: npt.ArrayLike, chroma_weight: float | None
+    ) -> tuple[float, torch.Tensor]:
+        """The chroma share and the weights ``(m, 12)`` on the device, checked: made once for
+        every tensor a blend mixes (SDXL's token and pooled embeddings)."""
         share = self.config.chroma_weight if chroma_weight is None else float(chroma_weight)
         if not 0.0 <= share <= 1.0:
             raise ControlError(f"prompt: chroma_weight must be within 0..1, got {chroma_weight}")
         rows = np.asarray(weights, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != NUM_PITCH_CLASSES:
             raise RenderError(f"prompt blend: weights must be (m, 12), got {rows.shape}")
+        return share, torch.from_numpy(rows).to(device=self.device, dtype=self.dtype)
+
+    def _mix(
+        self,
+        mix: tuple[float, torch.Tensor],
+        base_embeds: torch.Tensor,
+        chroma_embeds: torch.Tensor,
+    ) -> torch.Tensor:
+        share, mix_weights = mix
         base, chroma = self._check_embeds(base_embeds, chroma_embeds)
         _, seq, hidden = chroma.shape
-        mix_weights = torch.from_numpy(rows).to(device=self.device, dtype=self.dtype)
         mixed = (mix_weights @ chroma.reshape(NUM_PITCH_CLASSES, -1)).reshape(-1, seq, hidden)
         # in place: the offline result can be large (frames x seq x hidden)
         return mixed.mul_(share).add_(base, alpha=1.0 - share)
