@@ -19,7 +19,6 @@ Ranges and defaults come from the schema. The ``(index, item)`` form of a tuple 
 
 from __future__ import annotations
 
-import json
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
@@ -413,12 +412,3 @@ def touchosc_bytes(reply_port: int = TOUCHOSC_RECEIVE_PORT) -> bytes:
     """The ``.tosc`` file: the XML, zlib-compressed."""
     body = ET.tostring(touchosc_document(reply_port), encoding="utf-8", xml_declaration=True)
     return zlib.compress(body, 9)
-
-
-def layout_bytes(fmt: str) -> bytes:
-    """A layout file's bytes: ``open-stage-control`` (JSON text) or ``touchosc`` (zlib XML)."""
-    if fmt == "open-stage-control":
-        return (json.dumps(open_stage_control_session(), indent=2) + "\n").encode("utf-8")
-    if fmt == "touchosc":
-        return touchosc_bytes()
-    raise ValueError(f"unknown layout format {fmt!r} (open-stage-control, touchosc)")
