@@ -53,7 +53,7 @@ from engine.errors import ControlError
 from engine.lifecycle import StartsOnEnter
 from osc_schema.controls import LiveControls
 from osc_schema.export import find_node, oscquery_namespace
-from osc_schema.schema import ADDRESSES, ERROR, control_addresses, values_of
+from osc_schema.schema import ADDRESSES, ERROR, control_messages, values_of
 
 log = logging.getLogger(__name__)
 
@@ -465,14 +465,10 @@ class OscQueryServer(StartsOnEnter):
     def _controls_changed(self, values: LiveControls, changed: frozenset[str]) -> None:
         """Store listener (on the writer's thread): hand the changes to the event loop."""
         loop = self._loop
-        if loop is None or not changed:
+        # nobody connected, nobody to tell (len of a set is safe from this thread)
+        if loop is None or not changed or not self._clients:
             return
-        current = values_of(values)
-        messages = [
-            (entry.address, current[entry.address])
-            for name in sorted(changed)
-            for entry in control_addresses(name)
-        ]
+        messages = control_messages(values, sorted(changed))
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._broadcast, messages)
 

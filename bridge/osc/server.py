@@ -52,11 +52,10 @@ from osc_schema.schema import (
     SUBSCRIBE,
     UNSUBSCRIBE,
     OscSchemaError,
-    control_addresses,
+    control_messages,
     lookup,
     parse_arguments,
     parse_message,
-    values_of,
 )
 
 log = logging.getLogger(__name__)
@@ -230,12 +229,7 @@ class OscServer(StartsOnEnter):
         if "preset" not in changes:
             return []
         # a preset answers with every value it set, read back from the new state
-        current = values_of(values)
-        return [
-            (entry.address, current[entry.address])
-            for name in preset_controls(changes["preset"])
-            for entry in control_addresses(name)
-        ]
+        return control_messages(values, preset_controls(changes["preset"]))
 
     def allows(self, host: str) -> bool:
         """May ``host`` steer (is it in the allow-list, or is there none)?"""
@@ -295,14 +289,7 @@ class OscServer(StartsOnEnter):
         # on the writer's thread: non-blocking sends to the feedback targets
         if not changed or not self.feedback.targets:
             return
-        current = values_of(values)
-        self.feedback.send_values(
-            {
-                entry.address: current[entry.address]
-                for name in sorted(changed)
-                for entry in control_addresses(name)
-            }
-        )
+        self.feedback.send_values(dict(control_messages(values, sorted(changed))))
 
     def _count(self, **increments: int) -> None:
         with self._stats_lock:
