@@ -51,6 +51,7 @@ from bridge.osc.throttle import LogThrottle
 from engine.controls import ControlStore
 from engine.errors import ControlError
 from engine.lifecycle import StartsOnEnter
+from engine.logs import add_filter_once
 from osc_schema.controls import LiveControls
 from osc_schema.export import find_node, oscquery_namespace
 from osc_schema.schema import ADDRESSES, ERROR, control_messages, values_of
@@ -261,7 +262,7 @@ class OscQueryServer(StartsOnEnter):
 
     async def _serve(self) -> None:
         for name in _AIOHTTP_LOGGERS:
-            _quiet_client_noise(logging.getLogger(name))
+            add_filter_once(name, "oscquery-client-noise", _DebugBelowWarning)
         app = web.Application(client_max_size=64 * 1024)
         app.on_shutdown.append(self._close_websockets)
         for mount in self.mounts:
@@ -599,11 +600,6 @@ def _client_caused(record: logging.LogRecord) -> bool:
     exc = record.exc_info[1] if record.exc_info else None
     # a hang-up, a reset, a half-sent or malformed request: the client's doing, not ours
     return isinstance(exc, (OSError, asyncio.CancelledError, HttpProcessingError))
-
-
-def _quiet_client_noise(logger: logging.Logger) -> None:
-    if not any(isinstance(f, _DebugBelowWarning) for f in logger.filters):
-        logger.addFilter(_DebugBelowWarning())
 
 
 def _advertised_ips(host: str) -> list[str]:
