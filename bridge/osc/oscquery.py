@@ -453,9 +453,8 @@ class OscQueryServer(StartsOnEnter):
 
     def _packet(self, client: _Client, data: bytes) -> None:
         self.ws_stats.packets_in += 1
-        if not self.osc.allows(client.peer[0]):
+        if self.osc.refuses(client.peer[0]):
             reply = (ERROR, ("", f"host {client.peer[0]} may not steer (--osc-allow)"))
-            self.osc.handle_packet(data, client.peer)  # counts the refusal
             client.push(build_msg(reply[0], list(reply[1])).dgram, self.ws_stats)
             return
         for address, args in self.osc.handle_packet(data, client.peer):

@@ -231,18 +231,21 @@ class OscServer(StartsOnEnter):
         # a preset answers with every value it set, read back from the new state
         return control_messages(values, preset_controls(changes["preset"]))
 
-    def allows(self, host: str) -> bool:
-        """May ``host`` steer (is it in the allow-list, or is there none)?"""
-        return host_allowed(host, self.allow)
+    def refuses(self, host: str) -> bool:
+        """Is ``host`` outside the allow-list? Then its packet is counted as refused and logged
+        (rate-limited): call it once per packet, before handling it."""
+        if host_allowed(host, self.allow):
+            return False
+        self._count(packets=1, refused=1)
+        self._throttle.warning("osc: refused a packet from %s (not in --osc-allow)", host)
+        return True
 
     def handle_packet(self, data: bytes, sender: Sender) -> list[Reply]:
         """Handle every message in one packet; the replies (errors included). Never raises.
 
         A packet from a host outside the allow-list is dropped unanswered (counted as refused).
         """
-        if not host_allowed(sender[0], self.allow):
-            self._count(packets=1, refused=1)
-            self._throttle.warning("osc: refused a packet from %s (not in --osc-allow)", sender[0])
+        if self.refuses(sender[0]):
             return []
         try:
             messages = [timed.message for timed in OscPacket(data).messages]
