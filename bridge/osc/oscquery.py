@@ -42,12 +42,12 @@ from urllib.parse import unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
-from pythonosc.osc_message_builder import build_msg
 
 from bridge.osc.access import interface_ips, token_matches
 from bridge.osc.feedback import FeedbackSender
 from bridge.osc.server import OscServer
 from bridge.osc.throttle import LogThrottle
+from bridge.osc.wire import Reply, encode_reply
 from engine.controls import ControlStore
 from engine.errors import ControlError
 from engine.lifecycle import StartsOnEnter
@@ -454,11 +454,11 @@ class OscQueryServer(StartsOnEnter):
     def _packet(self, client: _Client, data: bytes) -> None:
         self.ws_stats.packets_in += 1
         if self.osc.refuses(client.peer[0]):
-            reply = (ERROR, ("", f"host {client.peer[0]} may not steer (--osc-allow)"))
-            client.push(build_msg(reply[0], list(reply[1])).dgram, self.ws_stats)
+            reply: Reply = (ERROR, ("", f"host {client.peer[0]} may not steer (--osc-allow)"))
+            client.push(encode_reply(reply), self.ws_stats)
             return
-        for address, args in self.osc.handle_packet(data, client.peer):
-            client.push(build_msg(address, list(args)).dgram, self.ws_stats)
+        for reply in self.osc.handle_packet(data, client.peer):
+            client.push(encode_reply(reply), self.ws_stats)
 
     # -- change streams ----------------------------------------------------------------------
 
@@ -477,7 +477,7 @@ class OscQueryServer(StartsOnEnter):
             listeners = [c for c in self._clients if address in c.listening]
             if not listeners:
                 continue
-            datagram = build_msg(address, list(args)).dgram
+            datagram = encode_reply((address, args))
             for client in listeners:
                 client.push(datagram, self.ws_stats)
 
@@ -500,7 +500,7 @@ class OscQueryServer(StartsOnEnter):
                 args = values.get(address)
                 if args is None or sent.get(address) == args:
                     continue
-                datagram = build_msg(address, list(args)).dgram
+                datagram = encode_reply((address, args))
                 for client in self._clients:
                     if address in client.listening:
                         client.push_meter(address, datagram)
