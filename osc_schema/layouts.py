@@ -23,7 +23,7 @@ import uuid
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from osc_schema.schema import SCHEMA, SUBSCRIBE, UNSUBSCRIBE, OscAddress, OscArgument
 
@@ -59,6 +59,27 @@ def _label(entry: OscAddress) -> str:
     return entry.address.removeprefix("/hamba/")
 
 
+WidgetKind = Literal["toggle", "choices", "text", "slider", "number"]
+
+
+def widget_kind(argument: OscArgument) -> WidgetKind:
+    """The widget for an incoming argument, alike on the control page and in the layouts: a
+    boolean a toggle, a string with choices a row of buttons, a free string a text field, a
+    float with both bounds a slider, any other number a number field."""
+    if argument.tag == "T":
+        return "toggle"
+    if argument.tag == "s":
+        return "choices" if argument.choices else "text"
+    if argument.tag == "f" and argument.minimum is not None and argument.maximum is not None:
+        return "slider"
+    return "number"
+
+
+def widget_default(entry: OscAddress) -> Any:
+    """The value a widget starts at: the default of the address's first argument (or None)."""
+    return entry.default[0] if entry.default else None
+
+
 def _normalised(argument: OscArgument, value: Any) -> float:
     low, high = argument.minimum or 0.0, argument.maximum or 1.0
     return 0.0 if high == low else (float(value) - low) / (high - low)
@@ -76,7 +97,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
         "target": "",
         "comments": entry.description,
     }
-    default = entry.default[0] if entry.default else None
+    default = widget_default(entry)
     if entry.address in (SUBSCRIBE, UNSUBSCRIBE):
         return {
             **widget,
@@ -112,7 +133,8 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             }
         return {**widget, "type": "text", "html": _label(entry), "value": ""}
     assert first is not None
-    if first.tag == "T":
+    kind = widget_kind(first)
+    if kind == "toggle":
         return {
             **widget,
             "type": "button",
@@ -123,7 +145,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             "typeTags": "i",
             "default": int(bool(default)),
         }
-    if first.tag == "s" and first.choices:
+    if kind == "choices":
         return {
             **widget,
             "type": "switch",
@@ -133,7 +155,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             "typeTags": "s",
             "default": default,
         }
-    if first.tag == "s":
+    if kind == "text":
         return {
             **widget,
             "type": "textarea",
@@ -141,7 +163,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             "typeTags": "s",
             "default": default or "",
         }
-    if first.tag == "f" and first.minimum is not None and first.maximum is not None:
+    if kind == "slider":
         return {
             **widget,
             "type": "fader",
@@ -290,7 +312,7 @@ def _node(
 def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port: int) -> None:
     frame = (_MARGIN, y, _WIDTH - 2 * _MARGIN, _ROW - 8)
     first = entry.arguments[0] if entry.arguments else None
-    default = entry.default[0] if entry.default else None
+    default = widget_default(entry)
     out = entry.direction == "out"
     if entry.address in (SUBSCRIBE, UNSUBSCRIBE):
         node = _node(parent, "BUTTON", entry.address, frame, buttonType=0)
