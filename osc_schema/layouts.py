@@ -309,44 +309,51 @@ def _node(
     return node
 
 
+def _children(
+    parent: ET.Element, kind: str, name: str, frame: tuple[int, int, int, int], **props: Any
+) -> ET.Element:
+    """A new node's ``children``: where a group's or a pager's nodes go."""
+    children = _node(parent, kind, name, frame, **props).find("children")
+    assert children is not None
+    return children
+
+
+def _button(
+    parent: ET.Element,
+    name: str,
+    frame: tuple[int, int, int, int],
+    address: str,
+    argument: tuple[str, Any],
+) -> None:
+    """A push button that sends ``address`` with one constant (conversion, value) argument."""
+    node = _node(parent, "BUTTON", name, frame, buttonType=0)
+    _value(node, "x", 0)
+    conversion, value = argument
+    _message(
+        node,
+        address,
+        send=True,
+        receive=False,
+        trigger="x",
+        arguments=[("CONSTANT", conversion, value, 0, 1)],
+    )
+
+
 def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port: int) -> None:
     frame = (_MARGIN, y, _WIDTH - 2 * _MARGIN, _ROW - 8)
     first = entry.arguments[0] if entry.arguments else None
     default = widget_default(entry)
     out = entry.direction == "out"
     if entry.address in (SUBSCRIBE, UNSUBSCRIBE):
-        node = _node(parent, "BUTTON", entry.address, frame, buttonType=0)
-        _value(node, "x", 0)
-        _message(
-            node,
-            entry.address,
-            send=True,
-            receive=False,
-            trigger="x",
-            arguments=[("CONSTANT", "INTEGER", reply_port, 0, 1)],
-        )
+        _button(parent, entry.address, frame, entry.address, ("INTEGER", reply_port))
     elif first is not None and first.tag == "s" and first.choices and not out:
-        group = _node(parent, "GROUP", entry.address, frame)
-        children = group.find("children")
-        assert children is not None
+        children = _children(parent, "GROUP", entry.address, frame)
         width = frame[2] // len(first.choices)
         for i, choice in enumerate(first.choices):
-            button = _node(
-                children, "BUTTON", choice, (i * width, 0, width - 8, frame[3]), buttonType=0
-            )
-            _value(button, "x", 0)
-            _message(
-                button,
-                entry.address,
-                send=True,
-                receive=False,
-                trigger="x",
-                arguments=[("CONSTANT", "STRING", choice, 0, 1)],
-            )
+            button_frame = (i * width, 0, width - 8, frame[3])
+            _button(children, choice, button_frame, entry.address, ("STRING", choice))
     elif len(entry.arguments) > 1 and all(a.tag == "f" for a in entry.arguments):
-        group = _node(parent, "GROUP", entry.address, frame)
-        children = group.find("children")
-        assert children is not None
+        children = _children(parent, "GROUP", entry.address, frame)
         width = frame[2] // len(entry.arguments)
         for i, argument in enumerate(entry.arguments):
             fader = _node(
@@ -411,19 +418,15 @@ def touchosc_document(reply_port: int = TOUCHOSC_RECEIVE_PORT) -> ET.Element:
     """The TouchOSC layout as an XML tree: a pager with pages ``play``, ``prompts``, ``meters``."""
     root = ET.Element("lexml")
     root.set("version", "3")
-    top = _node(root, "GROUP", "hambaMetal", (0, 0, _WIDTH, _HEIGHT), color=(0.05, 0.06, 0.07, 1.0))
-    children = top.find("children")
-    assert children is not None
-    pager = _node(children, "PAGER", "pages", (0, 0, _WIDTH, _HEIGHT))
-    pages = pager.find("children")
-    assert pages is not None
+    top = _children(
+        root, "GROUP", "hambaMetal", (0, 0, _WIDTH, _HEIGHT), color=(0.05, 0.06, 0.07, 1.0)
+    )
+    pages = _children(top, "PAGER", "pages", (0, 0, _WIDTH, _HEIGHT))
     by_page: dict[str, list[OscAddress]] = {"play": [], "prompts": [], "meters": []}
     for entry in layout_entries():
         by_page[_page(entry)].append(entry)
     for name, entries in by_page.items():
-        page = _node(pages, "GROUP", name, (0, 60, _WIDTH, _HEIGHT - 60))
-        controls = page.find("children")
-        assert controls is not None
+        controls = _children(pages, "GROUP", name, (0, 60, _WIDTH, _HEIGHT - 60))
         row = max(24, min(_ROW, (_HEIGHT - 60 - _MARGIN) // max(1, len(entries))))
         for i, entry in enumerate(entries):
             _touchosc_control(controls, entry, _MARGIN + i * row, reply_port)
