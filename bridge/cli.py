@@ -206,18 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def engine_config(args: argparse.Namespace, table: str = "run") -> tuple[Any, dict[str, Any]]:
-    """The engine's PipelineConfig from --config, --preset and flags; plus the file's table of
-    the command (``[run]`` or ``[render]``: one file may hold both)."""
-    from engine.config import config_from_data, parse_overrides, read_toml
+def split_config(path: Path | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Any]:
+    """A config file's engine part, its ``[run]`` and ``[render]`` tables and its ``[midi]``
+    table (None when absent): the engine's PipelineConfig reads only the first, so every
+    command that reads a config file strips the rest the same way."""
+    from engine.config import read_toml
 
-    data: dict[str, Any] = read_toml(args.config) if args.config is not None else {}
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
     tables = {name: data.pop(name, {}) for name in ("run", "render")}
     for name, value in tables.items():
         if not isinstance(value, dict):
-            raise ConfigError(f"{args.config}: [{name}] must be a table")
+            raise ConfigError(f"{path}: [{name}] must be a table")
+    return data, tables, data.pop("midi", None)
+
+
+def engine_config(args: argparse.Namespace, table: str = "run") -> tuple[Any, dict[str, Any]]:
+    """The engine's PipelineConfig from --config, --preset and flags; plus the file's table of
+    the command (``[run]`` or ``[render]``: one file may hold both)."""
+    from engine.config import config_from_data, parse_overrides
+
+    data, tables, midi_table = split_config(args.config)
     command_table = tables[table]
-    midi_table = data.pop("midi", None)
     if midi_table is not None and table == "run":
         # [midi] belongs to `hamba run`; its own source name keeps errors pointing at the file
         command_table = {**command_table, "midi": (str(args.config), midi_table)}
@@ -378,10 +387,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     paths: list[str | Path] = list(args.paths)
     if args.config is not None:
-        from engine.config import config_from_data, read_toml
+        from engine.config import config_from_data
 
-        data = read_toml(args.config)
-        data.pop("run", None)
+        data = split_config(args.config)[0]
         model = config_from_data(data, source=str(args.config)).diffusion.model
         if Path(model).expanduser().exists():
             paths.append(Path(model))

@@ -264,13 +264,13 @@ class Daemon:
                 grid=music.beat_grid,
             )
             self._link.start()
-            sources["link"] = self._link
+            sources[self._link.name] = self._link
             log.info("sync: %s", self._link.description)
         if opts.midi is not None:
             self._midi = MidiSurface(self.controls, opts.midi, quantum=opts.quantum)
             self._midi.open()
             if self._midi.input is not None:
-                sources["midi"] = self._midi.clock
+                sources[self._midi.clock.name] = self._midi.clock
             log.info("sync: %s", self._midi.description)
         synced = SyncedMusic(music, self.controls, self.config.audio.fps, sources)
         if self._midi is not None and self._midi.notes is not None:

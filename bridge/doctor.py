@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from engine.errors import HambaError
+
+
+def _listing(title: str, names: Callable[[], Sequence[object]]) -> list[str]:
+    """``title:`` and an indented line per name, or why there are none (the failure's message)."""
+    lines = [f"{title}:"]
+    try:
+        found = names()
+    except HambaError as exc:
+        return [*lines, f"  (none: {exc})"]
+    return [*lines, *(f"  {name}" for name in found)] if found else [*lines, "  (none found)"]
 
 
 def describe_midi() -> list[str]:
@@ -16,15 +27,7 @@ def describe_midi() -> list[str]:
 
     lines: list[str] = []
     for kind in ("input", "output"):
-        lines.append(f"midi {kind}s:")
-        try:
-            names = port_names(kind)
-        except HambaError as exc:
-            lines.append(f"  (none: {exc})")
-            continue
-        lines.extend(f"  {name}" for name in names)
-        if not names:
-            lines.append("  (none found)")
+        lines.extend(_listing(f"midi {kind}s", partial(port_names, kind)))
     return lines
 
 
@@ -33,16 +36,7 @@ def describe_devices() -> str:
     from bridge.outputs.base import available_outputs
     from engine.audio.live import list_input_devices
 
-    lines = ["audio inputs:"]
-    try:
-        devices = list_input_devices()
-    except HambaError as exc:
-        lines.append(f"  (none: {exc})")
-    else:
-        if not devices:
-            lines.append("  (none found)")
-        for device in devices:
-            lines.append(f"  {device}")
+    lines = _listing("audio inputs", list_input_devices)
     lines.extend(describe_midi())
     lines.append("outputs:")
     for kind, available, reason in available_outputs():

@@ -257,10 +257,10 @@ def find_node(namespace: Mapping[str, Any], path: str) -> dict[str, Any] | None:
 
 def export_bytes(fmt: str) -> bytes:
     """Any export as the bytes of its file (text formats UTF-8 with a final newline)."""
-    if fmt in BINARY_FORMATS:
-        from osc_schema.layouts import layout_bytes
+    if fmt == "touchosc":
+        from osc_schema.layouts import touchosc_bytes
 
-        return layout_bytes(fmt)
+        return touchosc_bytes()
     return (export_text(fmt) + "\n").encode("utf-8")
 
 

@@ -19,12 +19,11 @@ Ranges and defaults come from the schema. The ``(index, item)`` form of a tuple 
 
 from __future__ import annotations
 
-import json
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from osc_schema.schema import SCHEMA, SUBSCRIBE, UNSUBSCRIBE, OscAddress, OscArgument
 
@@ -60,6 +59,27 @@ def _label(entry: OscAddress) -> str:
     return entry.address.removeprefix("/hamba/")
 
 
+WidgetKind = Literal["toggle", "choices", "text", "slider", "number"]
+
+
+def widget_kind(argument: OscArgument) -> WidgetKind:
+    """The widget for an incoming argument, alike on the control page and in the layouts: a
+    boolean a toggle, a string with choices a row of buttons, a free string a text field, a
+    float with both bounds a slider, any other number a number field."""
+    if argument.tag == "T":
+        return "toggle"
+    if argument.tag == "s":
+        return "choices" if argument.choices else "text"
+    if argument.tag == "f" and argument.minimum is not None and argument.maximum is not None:
+        return "slider"
+    return "number"
+
+
+def widget_default(entry: OscAddress) -> Any:
+    """The value a widget starts at: the default of the address's first argument (or None)."""
+    return entry.default[0] if entry.default else None
+
+
 def _normalised(argument: OscArgument, value: Any) -> float:
     low, high = argument.minimum or 0.0, argument.maximum or 1.0
     return 0.0 if high == low else (float(value) - low) / (high - low)
@@ -77,7 +97,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
         "target": "",
         "comments": entry.description,
     }
-    default = entry.default[0] if entry.default else None
+    default = widget_default(entry)
     if entry.address in (SUBSCRIBE, UNSUBSCRIBE):
         return {
             **widget,
@@ -113,7 +133,8 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             }
         return {**widget, "type": "text", "html": _label(entry), "value": ""}
     assert first is not None
-    if first.tag == "T":
+    kind = widget_kind(first)
+    if kind == "toggle":
         return {
             **widget,
             "type": "button",
@@ -124,7 +145,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             "typeTags": "i",
             "default": int(bool(default)),
         }
-    if first.tag == "s" and first.choices:
+    if kind == "choices":
         return {
             **widget,
             "type": "switch",
@@ -134,7 +155,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             "typeTags": "s",
             "default": default,
         }
-    if first.tag == "s":
+    if kind == "text":
         return {
             **widget,
             "type": "textarea",
@@ -142,7 +163,7 @@ def _osc_widget(entry: OscAddress, reply_port: int) -> dict[str, Any]:
             "typeTags": "s",
             "default": default or "",
         }
-    if first.tag == "f" and first.minimum is not None and first.maximum is not None:
+    if kind == "slider":
         return {
             **widget,
             "type": "fader",
@@ -288,44 +309,51 @@ def _node(
     return node
 
 
+def _children(
+    parent: ET.Element, kind: str, name: str, frame: tuple[int, int, int, int], **props: Any
+) -> ET.Element:
+    """A new node's ``children``: where a group's or a pager's nodes go."""
+    children = _node(parent, kind, name, frame, **props).find("children")
+    assert children is not None
+    return children
+
+
+def _button(
+    parent: ET.Element,
+    name: str,
+    frame: tuple[int, int, int, int],
+    address: str,
+    argument: tuple[str, Any],
+) -> None:
+    """A push button that sends ``address`` with one constant (conversion, value) argument."""
+    node = _node(parent, "BUTTON", name, frame, buttonType=0)
+    _value(node, "x", 0)
+    conversion, value = argument
+    _message(
+        node,
+        address,
+        send=True,
+        receive=False,
+        trigger="x",
+        arguments=[("CONSTANT", conversion, value, 0, 1)],
+    )
+
+
 def _touchosc_control(parent: ET.Element, entry: OscAddress, y: int, reply_port: int) -> None:
     frame = (_MARGIN, y, _WIDTH - 2 * _MARGIN, _ROW - 8)
     first = entry.arguments[0] if entry.arguments else None
-    default = entry.default[0] if entry.default else None
+    default = widget_default(entry)
     out = entry.direction == "out"
     if entry.address in (SUBSCRIBE, UNSUBSCRIBE):
-        node = _node(parent, "BUTTON", entry.address, frame, buttonType=0)
-        _value(node, "x", 0)
-        _message(
-            node,
-            entry.address,
-            send=True,
-            receive=False,
-            trigger="x",
-            arguments=[("CONSTANT", "INTEGER", reply_port, 0, 1)],
-        )
+        _button(parent, entry.address, frame, entry.address, ("INTEGER", reply_port))
     elif first is not None and first.tag == "s" and first.choices and not out:
-        group = _node(parent, "GROUP", entry.address, frame)
-        children = group.find("children")
-        assert children is not None
+        children = _children(parent, "GROUP", entry.address, frame)
         width = frame[2] // len(first.choices)
         for i, choice in enumerate(first.choices):
-            button = _node(
-                children, "BUTTON", choice, (i * width, 0, width - 8, frame[3]), buttonType=0
-            )
-            _value(button, "x", 0)
-            _message(
-                button,
-                entry.address,
-                send=True,
-                receive=False,
-                trigger="x",
-                arguments=[("CONSTANT", "STRING", choice, 0, 1)],
-            )
+            button_frame = (i * width, 0, width - 8, frame[3])
+            _button(children, choice, button_frame, entry.address, ("STRING", choice))
     elif len(entry.arguments) > 1 and all(a.tag == "f" for a in entry.arguments):
-        group = _node(parent, "GROUP", entry.address, frame)
-        children = group.find("children")
-        assert children is not None
+        children = _children(parent, "GROUP", entry.address, frame)
         width = frame[2] // len(entry.arguments)
         for i, argument in enumerate(entry.arguments):
             fader = _node(
@@ -390,19 +418,15 @@ def touchosc_document(reply_port: int = TOUCHOSC_RECEIVE_PORT) -> ET.Element:
     """The TouchOSC layout as an XML tree: a pager with pages ``play``, ``prompts``, ``meters``."""
     root = ET.Element("lexml")
     root.set("version", "3")
-    top = _node(root, "GROUP", "hambaMetal", (0, 0, _WIDTH, _HEIGHT), color=(0.05, 0.06, 0.07, 1.0))
-    children = top.find("children")
-    assert children is not None
-    pager = _node(children, "PAGER", "pages", (0, 0, _WIDTH, _HEIGHT))
-    pages = pager.find("children")
-    assert pages is not None
+    top = _children(
+        root, "GROUP", "hambaMetal", (0, 0, _WIDTH, _HEIGHT), color=(0.05, 0.06, 0.07, 1.0)
+    )
+    pages = _children(top, "PAGER", "pages", (0, 0, _WIDTH, _HEIGHT))
     by_page: dict[str, list[OscAddress]] = {"play": [], "prompts": [], "meters": []}
     for entry in layout_entries():
         by_page[_page(entry)].append(entry)
     for name, entries in by_page.items():
-        page = _node(pages, "GROUP", name, (0, 60, _WIDTH, _HEIGHT - 60))
-        controls = page.find("children")
-        assert controls is not None
+        controls = _children(pages, "GROUP", name, (0, 60, _WIDTH, _HEIGHT - 60))
         row = max(24, min(_ROW, (_HEIGHT - 60 - _MARGIN) // max(1, len(entries))))
         for i, entry in enumerate(entries):
             _touchosc_control(controls, entry, _MARGIN + i * row, reply_port)
@@ -413,12 +437,3 @@ def touchosc_bytes(reply_port: int = TOUCHOSC_RECEIVE_PORT) -> bytes:
     """The ``.tosc`` file: the XML, zlib-compressed."""
     body = ET.tostring(touchosc_document(reply_port), encoding="utf-8", xml_declaration=True)
     return zlib.compress(body, 9)
-
-
-def layout_bytes(fmt: str) -> bytes:
-    """A layout file's bytes: ``open-stage-control`` (JSON text) or ``touchosc`` (zlib XML)."""
-    if fmt == "open-stage-control":
-        return (json.dumps(open_stage_control_session(), indent=2) + "\n").encode("utf-8")
-    if fmt == "touchosc":
-        return touchosc_bytes()
-    raise ValueError(f"unknown layout format {fmt!r} (open-stage-control, touchosc)")

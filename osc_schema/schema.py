@@ -48,7 +48,6 @@ FRAME = "/hamba/status/frame"
 DROPS = "/hamba/status/drops"
 STATUS_ERROR = "/hamba/status/error"
 ERROR = "/hamba/error"
-BEAT_SOURCE = "/hamba/beat_source"
 BEAT_SOURCE_STATUS = "/hamba/status/beat_source"
 LINK_PEERS = "/hamba/link/peers"
 LINK_TEMPO = "/hamba/link/tempo"
@@ -484,15 +483,31 @@ def parse_message(
     return {control: tuple(items)}
 
 
+def _arguments_of(entry: OscAddress, controls: LiveControls) -> tuple[Any, ...]:
+    assert entry.control is not None
+    value = getattr(controls, entry.control)
+    return (value if entry.index is None else value[entry.index],)
+
+
 def values_of(controls: LiveControls) -> dict[str, tuple[Any, ...]]:
     """The current arguments of every readable control address (OSCQuery VALUE, replies)."""
-    values: dict[str, tuple[Any, ...]] = {}
-    for entry in SCHEMA:
-        if entry.control is None or not entry.readable:
-            continue
-        value = getattr(controls, entry.control)
-        values[entry.address] = (value if entry.index is None else value[entry.index],)
-    return values
+    return {
+        entry.address: _arguments_of(entry, controls)
+        for entry in SCHEMA
+        if entry.control is not None and entry.readable
+    }
+
+
+def control_messages(
+    controls: LiveControls, names: Iterable[str]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The (address, arguments) that show the named controls' values, in the order of
+    ``names`` (what echoes a change or answers a preset); reads only those controls."""
+    return [
+        (entry.address, _arguments_of(entry, controls))
+        for name in names
+        for entry in control_addresses(name)
+    ]
 
 
 # -- coercion of decoded OSC values ---------------------------------------------------------------

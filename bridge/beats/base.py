@@ -20,10 +20,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from osc_schema.schema import BEAT_SOURCES
-
 __all__ = [
-    "BEAT_SOURCES",
     "BeatCounter",
     "BeatGrid",
     "BeatReading",

@@ -120,11 +120,6 @@ class SyncedMusic:
         """The beat source that drove the latest frame: audio, link or midi."""
         return self._active or "audio"
 
-    @property
-    def sources(self) -> Mapping[str, BeatSource]:
-        """The clock-like sources available to drive the beat, by name."""
-        return self._sources
-
     def active_source(self) -> str:
         """The beat source that drives now, by the rules in the module docstring."""
         requested = self._controls.values.beat_source

@@ -12,12 +12,12 @@ import socket
 import sys
 import time
 
-from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
 from bridge.midi.control import binding_toml
 from bridge.midi.mapping import CcBinding
 from bridge.options import parse_host_port
+from bridge.osc.wire import encode_reply
 from engine.errors import ConfigError, ControlError
 from osc_schema.schema import ERROR, MIDI_LEARN, MIDI_LEARNED
 
@@ -34,7 +34,7 @@ def learn_over_osc(control: str, daemon: str, *, timeout: float = 30.0) -> str:
         raise ConfigError(f"--osc {daemon!r} must look like HOST:PORT (port 1-65535)") from None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("0.0.0.0", 0))
-        sock.sendto(build_msg(MIDI_LEARN, [control]).dgram, target)
+        sock.sendto(encode_reply((MIDI_LEARN, (control,))), target)
         print(
             f"midi learn: move a knob or fader on the daemon's MIDI input for {control}",
             file=sys.stderr,
@@ -58,7 +58,7 @@ def learn_over_osc(control: str, daemon: str, *, timeout: float = 30.0) -> str:
                 if address == ERROR and len(params) == 2 and params[0] == MIDI_LEARN:
                     raise ControlError(f"the daemon at {daemon} refused: {params[1]}")
         # nothing came: cancel, so a later knob move is not bound by surprise
-        sock.sendto(build_msg(MIDI_LEARN, [""]).dgram, target)
+        sock.sendto(encode_reply((MIDI_LEARN, ("",))), target)
     raise ControlError(f"no CC moved within {timeout:g} s (is a daemon on {daemon} with MIDI?)")
 
 

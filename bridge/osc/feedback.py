@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from pythonosc.osc_message_builder import build_msg
 
@@ -70,6 +70,14 @@ def osc_string(text: str) -> bytes:
     return data + b"\x00" * (-len(data) % 4)
 
 
+class _Form(NamedTuple):
+    """How one address is packed: its address and tag strings, its tags, its numbers' struct."""
+
+    prefix: bytes
+    tags: str
+    numbers: struct.Struct | None  # None when a string argument needs packing one by one
+
+
 class MessageEncoder:
     """OSC messages to the engine's outgoing addresses, with the schema's type tags.
 
@@ -80,21 +88,18 @@ class MessageEncoder:
     """
 
     def __init__(self) -> None:
-        self._prefixes: dict[str, bytes | None] = {}
-        self._numbers: dict[str, struct.Struct | None] = {}
+        self._forms: dict[str, _Form | None] = {}
 
     def encode(self, address: str, args: tuple[Any, ...]) -> bytes:
-        if address not in self._prefixes:
-            self._learn(address)
-        prefix = self._prefixes[address]
-        tags = ADDRESSES[address].type_tags if prefix is not None else ""
-        if prefix is None or len(args) != len(tags):
+        if address not in self._forms:
+            self._forms[address] = _learn(address)
+        form = self._forms[address]
+        if form is None or len(args) != len(form.tags):
             return bytes(build_msg(address, list(args)).dgram)
-        numbers = self._numbers[address]
-        if numbers is not None:
-            return prefix + numbers.pack(*args)
-        parts = [prefix]
-        for tag, value in zip(tags, args, strict=True):
+        if form.numbers is not None:
+            return form.prefix + form.numbers.pack(*args)
+        parts = [form.prefix]
+        for tag, value in zip(form.tags, args, strict=True):
             parts.append(osc_string(value) if tag == "s" else struct.pack(">" + tag, value))
         return b"".join(parts)
 
@@ -102,14 +107,14 @@ class MessageEncoder:
         """Messages as one bundle to run at once."""
         return _BUNDLE_HEAD + b"".join(_SIZE.pack(len(m)) + m for m in messages)
 
-    def _learn(self, address: str) -> None:
-        entry = ADDRESSES.get(address)
-        tags = entry.type_tags if entry is not None else ""
-        if entry is None or not tags or not set(tags) <= {"f", "i", "s"}:
-            self._prefixes[address] = None  # python-osc's builder handles it
-            return
-        self._prefixes[address] = osc_string(address) + osc_string("," + tags)
-        self._numbers[address] = None if "s" in tags else struct.Struct(">" + tags)
+
+def _learn(address: str) -> _Form | None:
+    entry = ADDRESSES.get(address)
+    tags = entry.type_tags if entry is not None else ""
+    if entry is None or not tags or not set(tags) <= {"f", "i", "s"}:
+        return None  # python-osc's builder handles it
+    numbers = None if "s" in tags else struct.Struct(">" + tags)
+    return _Form(osc_string(address) + osc_string("," + tags), tags, numbers)
 
 
 def resolve_target(host: str, port: int) -> Target:

@@ -42,18 +42,19 @@ from urllib.parse import unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
-from pythonosc.osc_message_builder import build_msg
 
 from bridge.osc.access import interface_ips, token_matches
 from bridge.osc.feedback import FeedbackSender
 from bridge.osc.server import OscServer
 from bridge.osc.throttle import LogThrottle
+from bridge.osc.wire import Reply, encode_reply
 from engine.controls import ControlStore
 from engine.errors import ControlError
 from engine.lifecycle import StartsOnEnter
+from engine.logs import add_filter_once
 from osc_schema.controls import LiveControls
 from osc_schema.export import find_node, oscquery_namespace
-from osc_schema.schema import ADDRESSES, ERROR, control_addresses, values_of
+from osc_schema.schema import ADDRESSES, ERROR, control_messages, values_of
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ class OscQueryServer(StartsOnEnter):
 
     async def _serve(self) -> None:
         for name in _AIOHTTP_LOGGERS:
-            _quiet_client_noise(logging.getLogger(name))
+            add_filter_once(name, "oscquery-client-noise", _DebugBelowWarning)
         app = web.Application(client_max_size=64 * 1024)
         app.on_shutdown.append(self._close_websockets)
         for mount in self.mounts:
@@ -452,27 +453,22 @@ class OscQueryServer(StartsOnEnter):
 
     def _packet(self, client: _Client, data: bytes) -> None:
         self.ws_stats.packets_in += 1
-        if not self.osc.allows(client.peer[0]):
-            reply = (ERROR, ("", f"host {client.peer[0]} may not steer (--osc-allow)"))
-            self.osc.handle_packet(data, client.peer)  # counts the refusal
-            client.push(build_msg(reply[0], list(reply[1])).dgram, self.ws_stats)
+        if self.osc.refuses(client.peer[0]):
+            reply: Reply = (ERROR, ("", f"host {client.peer[0]} may not steer (--osc-allow)"))
+            client.push(encode_reply(reply), self.ws_stats)
             return
-        for address, args in self.osc.handle_packet(data, client.peer):
-            client.push(build_msg(address, list(args)).dgram, self.ws_stats)
+        for reply in self.osc.handle_packet(data, client.peer):
+            client.push(encode_reply(reply), self.ws_stats)
 
     # -- change streams ----------------------------------------------------------------------
 
     def _controls_changed(self, values: LiveControls, changed: frozenset[str]) -> None:
         """Store listener (on the writer's thread): hand the changes to the event loop."""
         loop = self._loop
-        if loop is None or not changed:
+        # nobody connected, nobody to tell (len of a set is safe from this thread)
+        if loop is None or not changed or not self._clients:
             return
-        current = values_of(values)
-        messages = [
-            (entry.address, current[entry.address])
-            for name in sorted(changed)
-            for entry in control_addresses(name)
-        ]
+        messages = control_messages(values, sorted(changed))
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._broadcast, messages)
 
@@ -481,7 +477,7 @@ class OscQueryServer(StartsOnEnter):
             listeners = [c for c in self._clients if address in c.listening]
             if not listeners:
                 continue
-            datagram = build_msg(address, list(args)).dgram
+            datagram = encode_reply((address, args))
             for client in listeners:
                 client.push(datagram, self.ws_stats)
 
@@ -504,7 +500,7 @@ class OscQueryServer(StartsOnEnter):
                 args = values.get(address)
                 if args is None or sent.get(address) == args:
                     continue
-                datagram = build_msg(address, list(args)).dgram
+                datagram = encode_reply((address, args))
                 for client in self._clients:
                     if address in client.listening:
                         client.push_meter(address, datagram)
@@ -603,11 +599,6 @@ def _client_caused(record: logging.LogRecord) -> bool:
     exc = record.exc_info[1] if record.exc_info else None
     # a hang-up, a reset, a half-sent or malformed request: the client's doing, not ours
     return isinstance(exc, (OSError, asyncio.CancelledError, HttpProcessingError))
-
-
-def _quiet_client_noise(logger: logging.Logger) -> None:
-    if not any(isinstance(f, _DebugBelowWarning) for f in logger.filters):
-        logger.addFilter(_DebugBelowWarning())
 
 
 def _advertised_ips(host: str) -> list[str]:

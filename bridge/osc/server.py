@@ -52,11 +52,10 @@ from osc_schema.schema import (
     SUBSCRIBE,
     UNSUBSCRIBE,
     OscSchemaError,
-    control_addresses,
+    control_messages,
     lookup,
     parse_arguments,
     parse_message,
-    values_of,
 )
 
 log = logging.getLogger(__name__)
@@ -230,25 +229,23 @@ class OscServer(StartsOnEnter):
         if "preset" not in changes:
             return []
         # a preset answers with every value it set, read back from the new state
-        current = values_of(values)
-        return [
-            (entry.address, current[entry.address])
-            for name in preset_controls(changes["preset"])
-            for entry in control_addresses(name)
-        ]
+        return control_messages(values, preset_controls(changes["preset"]))
 
-    def allows(self, host: str) -> bool:
-        """May ``host`` steer (is it in the allow-list, or is there none)?"""
-        return host_allowed(host, self.allow)
+    def refuses(self, host: str) -> bool:
+        """Is ``host`` outside the allow-list? Then its packet is counted as refused and logged
+        (rate-limited): call it once per packet, before handling it."""
+        if host_allowed(host, self.allow):
+            return False
+        self._count(packets=1, refused=1)
+        self._throttle.warning("osc: refused a packet from %s (not in --osc-allow)", host)
+        return True
 
     def handle_packet(self, data: bytes, sender: Sender) -> list[Reply]:
         """Handle every message in one packet; the replies (errors included). Never raises.
 
         A packet from a host outside the allow-list is dropped unanswered (counted as refused).
         """
-        if not host_allowed(sender[0], self.allow):
-            self._count(packets=1, refused=1)
-            self._throttle.warning("osc: refused a packet from %s (not in --osc-allow)", sender[0])
+        if self.refuses(sender[0]):
             return []
         try:
             messages = [timed.message for timed in OscPacket(data).messages]
@@ -295,14 +292,7 @@ class OscServer(StartsOnEnter):
         # on the writer's thread: non-blocking sends to the feedback targets
         if not changed or not self.feedback.targets:
             return
-        current = values_of(values)
-        self.feedback.send_values(
-            {
-                entry.address: current[entry.address]
-                for name in sorted(changed)
-                for entry in control_addresses(name)
-            }
-        )
+        self.feedback.send_values(dict(control_messages(values, sorted(changed))))
 
     def _count(self, **increments: int) -> None:
         with self._stats_lock:

@@ -23,7 +23,8 @@ from string import Template
 from typing import Any
 
 from engine.audio.types import PITCH_CLASSES
-from osc_schema.schema import BEAT, CHROMA, SCHEMA, OscAddress, OscArgument
+from osc_schema.layouts import widget_default, widget_kind
+from osc_schema.schema import BEAT, CHROMA, SCHEMA, OscAddress
 
 # how the items of a tuple (or the arguments of a multi-value meter) are named on the page
 ITEM_LABELS: dict[str, Sequence[str]] = {"chroma_prompts": PITCH_CLASSES, CHROMA: PITCH_CLASSES}
@@ -50,16 +51,6 @@ def _label(entry: OscAddress) -> str:
     return entry.address.rsplit("/", 1)[-1].replace("_", " ")
 
 
-def _kind(argument: OscArgument) -> str:
-    if argument.tag == "T":
-        return "toggle"
-    if argument.tag == "s":
-        return "choices" if argument.choices else "text"
-    if argument.tag == "f" and argument.minimum is not None and argument.maximum is not None:
-        return "slider"
-    return "number"
-
-
 def control_widgets(schema: Iterable[OscAddress] = SCHEMA) -> list[Widget]:
     """One widget per writable control of the schema (a tuple control: one with its items)."""
     entries = [e for e in schema if e.direction == "in" and e.writable and e.control is not None]
@@ -71,7 +62,7 @@ def control_widgets(schema: Iterable[OscAddress] = SCHEMA) -> list[Widget]:
         if items:
             widgets.append(Widget("items", entry, _label(entry), items))
         elif len(entry.arguments) == 1:
-            widgets.append(Widget(_kind(entry.arguments[0]), entry, _label(entry)))
+            widgets.append(Widget(widget_kind(entry.arguments[0]), entry, _label(entry)))
         else:
             raise TypeError(f"{entry.address}: no page widget for {entry.type_tags!r}")
     return sorted(widgets, key=lambda w: _ORDER.index(w.kind))
@@ -121,10 +112,6 @@ def _number(value: float | None) -> str | None:
     return repr(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _default(entry: OscAddress) -> Any:
-    return entry.default[0] if entry.default else None
-
-
 def _head(widget: Widget) -> str:
     entry = widget.entry
     unit = UNIT_TEXT.get(entry.unit, entry.unit)
@@ -142,7 +129,7 @@ def _id(entry: OscAddress) -> str:
 def _input(entry: OscAddress, kind: str) -> str:
     argument = entry.arguments[0]
     common = {"id": _id(entry), "data_osc": entry.address, "data_tags": entry.type_tags}
-    default = _default(entry)
+    default = widget_default(entry)
     if kind == "slider":
         low, high = float(argument.minimum or 0.0), float(argument.maximum or 1.0)
         return (
@@ -185,7 +172,7 @@ def _control(widget: Widget) -> str:
     for item in widget.items:
         index = item.index if item.index is not None else 0
         name = names[index] if index < len(names) else str(index)
-        kind = _kind(item.arguments[0])
+        kind = widget_kind(item.arguments[0])
         rows.append(
             f'<div class="item {kind}"><label for="{_id(item)}">{html.escape(name)}</label>'
             f"{_input(item, kind)}</div>"

@@ -25,7 +25,7 @@ from bridge.osc.access import token_matches
 from bridge.osc.oscquery import TOKEN_COOKIE, OscQueryServer
 from bridge.web.page import render_page, render_token_page
 from bridge.web.preview import PreviewFeed, PreviewOutput
-from osc_schema.layouts import layout_bytes
+from osc_schema.export import export_bytes
 
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 LAYOUTS = {
@@ -106,7 +106,7 @@ class ControlRoom:
             raise web.HTTPNotFound()
         fmt, content_type = found
         return web.Response(
-            body=layout_bytes(fmt),
+            body=export_bytes(fmt),
             content_type=content_type,
             headers={
                 "Content-Disposition": f'attachment; filename="hamba-{request.match_info["name"]}"'

@@ -78,3 +78,19 @@ def test_check_loads_each_kind_and_renders_a_frame(
     assert "untrained" in out
     assert "frame    128x128 RGBA" in out
     assert "all checks passed" in out
+
+
+def test_models_reads_a_config_that_run_and_render_accept(
+    shelf: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = Path(str(shelf["models"]))
+    config = tmp_path / "show.toml"
+    config.write_text(
+        f'[diffusion]\nmodel = "{models / "my-sd2"}"\n'
+        "[run]\nosc_port = 9100\n"
+        "[render]\nworkers = 2\n"
+        '[midi]\ninput = "APC40"\n'
+    )
+    assert main(["models", "--config", str(config), "--device", "cpu"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [str(models / "my-sd2"), "folder", "sd"] in [row[:3] for row in rows]

@@ -18,6 +18,7 @@ from osc_schema.schema import (
     SCHEMA,
     OscSchemaError,
     control_addresses,
+    control_messages,
     incoming,
     lookup,
     outgoing,
@@ -157,6 +158,17 @@ def test_values_of_reads_every_readable_control_address() -> None:
     assert values["/hamba/blend"] == (0.3,)
     assert values["/hamba/prompt/chroma/5"] == (CHROMA_PROMPT_DEFAULTS[5],)
     assert "/hamba/prompt/chroma" not in values  # write-only
+
+
+def test_control_messages_show_the_named_controls_in_their_order() -> None:
+    controls = LiveControls(blend=0.5)
+    messages = control_messages(controls, ["chroma_prompts", "blend"])
+    values = values_of(controls)
+    chroma = [f"/hamba/prompt/chroma/{i}" for i in range(len(CHROMA_PROMPT_DEFAULTS))]
+    assert [address for address, _ in messages] == [*chroma, "/hamba/blend"]
+    assert all(values[address] == arguments for address, arguments in messages)
+    assert messages[-1] == ("/hamba/blend", (0.5,))
+    assert control_messages(controls, []) == []
 
 
 NUMERIC = [e for e in incoming() if e.control and e.type_tags in ("f", "i")]
