@@ -3,7 +3,8 @@
 A developer's laptop may lack PortAudio, PulseAudio or liblo-tools: those tests skip and say
 which Debian package brings the missing piece. Under CI (the ``CI`` environment variable set,
 as CI services and ``.ci/run`` do) a missing system package is a failure, never a quiet skip:
-``.ci/run`` installs every one of them.
+``.ci/run`` installs every one of them. An optional Python package (an extra such as
+``hambametal[link]``) follows the same rule.
 """
 
 from __future__ import annotations
@@ -24,9 +25,17 @@ def in_ci() -> bool:
 
 def missing_system_package(what: str, apt: str) -> NoReturn:
     """Skip the test (naming ``apt-get install APT``); under CI, fail it instead."""
-    message = f"{what} (Debian/Ubuntu: apt-get install {apt})"
+    _skip_or_fail_in_ci(f"{what} (Debian/Ubuntu: apt-get install {apt})", "system package")
+
+
+def missing_python_package(what: str, pip: str) -> NoReturn:
+    """Skip the test (naming ``pip install PIP``); under CI, fail it instead."""
+    _skip_or_fail_in_ci(f"{what} (pip install {pip})", "Python package")
+
+
+def _skip_or_fail_in_ci(message: str, kind: str) -> NoReturn:
     if in_ci():
-        pytest.fail(f"CI must have every system package the tests use: {message}", pytrace=False)
+        pytest.fail(f"CI must have every {kind} the tests use: {message}", pytrace=False)
     pytest.skip(message)
 
 
@@ -61,9 +70,9 @@ PRIVATE_NETWORK_SETUP = (
 def in_private_network(command: Sequence[str]) -> list[str]:
     """``command`` run inside a network namespace of its own (loopback only, multicast on it).
 
-    mDNS and NDI then stay on this machine whatever they announce. Needs root and
-    ``unshare`` (util-linux) and ``ip`` (iproute2); the process of the returned command line
-    is ``command`` itself (``exec``), so signals sent to it reach it directly.
+    mDNS, NDI and Link discovery then stay on this machine whatever they announce. Needs root
+    and ``unshare`` (util-linux) and ``ip`` (iproute2); the process of the returned command
+    line is ``command`` itself (``exec``), so signals sent to it reach it directly.
     """
     require_commands("unshare", apt="util-linux")
     require_commands("ip", apt="iproute2")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bridge.cli_process import TINY_64, run_hamba
+from tests.bridge.cli_process import TINY_64, env_without, run_hamba
 from tests.bridge.test_cli_errors import assert_one_line_error
 from tests.engine.audio.signals import click_track, write_audio
 
@@ -44,10 +44,8 @@ def run(clicks: Path, *extra: str, env: dict[str, str] | None = None):  # type: 
 
 
 def test_a_missing_link_library_names_the_install_command(clicks: Path, tmp_path: Path) -> None:
-    (tmp_path / "link.py").write_text("raise ImportError('No module named link (stand-in)')\n")
-    from tests.bridge.cli_process import REPO
-
-    result = run(clicks, "--link", "follow", env={"PYTHONPATH": f"{tmp_path}:{REPO}"})
+    env = env_without(tmp_path, "link", "ImportError('No module named link (stand-in)')")
+    result = run(clicks, "--link", "follow", env=env)
     assert_one_line_error(result, "LinkPython-extern", "pip install 'hambametal[link]'")
 
 

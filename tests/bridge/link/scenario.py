@@ -1,12 +1,12 @@
 """One Link scenario, run inside a private network namespace (see netns.py): prints JSON.
 
 ``python -m tests.bridge.link.scenario MODE TMP`` with MODE follow or lead (auto's rules are
-checked without a daemon, in session_checks.py). The process
-is the test's Link peer (LinkPython-extern used directly, with its own clock conversion, so a
-mistake in the daemon's conversion cannot cancel out) and it starts a real ``hamba run``
-subprocess with ``--link MODE`` in the same namespace. Feedback datagrams are stamped by the
-kernel on arrival (SO_TIMESTAMPNS), so a busy test process does not blur the timings. The last
-line on stdout is a JSON object of measurements; the test asserts on them.
+checked without a daemon, in session_checks.py). The process is the test's Link peer
+(peer.py: LinkPython-extern used directly, with its own clock conversion, so a mistake in the
+daemon's conversion cannot cancel out) and it starts a real ``hamba run`` subprocess with
+``--link MODE`` in the same namespace. Feedback datagrams are stamped by the kernel on arrival
+(SO_TIMESTAMPNS), so a busy test process does not blur the timings. The last line on stdout is
+a JSON object of measurements; the test asserts on them.
 
 The daemon's frame ``i`` is due at ``t0 + i / fps``, where ``t0`` is when its music clock
 starts (it logs it, on the same system-wide monotonic clock). A cross-check
@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import link
 import numpy as np
 from pythonosc.osc_packet import OscPacket
 
-from tests.bridge.daemon_harness import DaemonUnderTest, start_daemon
+from tests.bridge.daemon_harness import DaemonUnderTest, start_daemon, wait_for
+from tests.bridge.link.peer import Peer
 from tests.engine.audio.signals import click_track, tones, write_audio
 
 FPS = 20.0
@@ -48,48 +48,6 @@ SR = 22050
 
 # SO_TIMESTAMPNS: the kernel's receive time (CLOCK_REALTIME) in the ancillary data
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-
-
-class Peer:
-    """The test's own Link peer."""
-
-    def __init__(self, bpm: float) -> None:
-        self.link = link.Link(bpm)
-        self.clock = self.link.clock()
-        self.link.enabled = True
-
-    def micros(self, wall: float) -> int:
-        return int(self.clock.micros() + (wall - time.monotonic()) * 1e6)
-
-    def wall(self, micros: float) -> float:
-        return time.monotonic() + (micros - self.clock.micros()) / 1e6
-
-    @property
-    def tempo(self) -> float:
-        return float(self.link.captureAppSessionState().tempo())
-
-    @property
-    def peers(self) -> int:
-        return int(self.link.numPeers())
-
-    def beat_at(self, wall: float) -> float:
-        state = self.link.captureAppSessionState()
-        return float(state.beatAtTime(self.micros(wall), QUANTUM))
-
-    def beat_walls(self, start: float, end: float) -> list[float]:
-        """Wall times of the session's beats between two wall times."""
-        state = self.link.captureAppSessionState()
-        first = math.ceil(state.beatAtTime(self.micros(start), QUANTUM))
-        last = math.floor(state.beatAtTime(self.micros(end), QUANTUM))
-        return [self.wall(state.timeAtBeat(float(b), QUANTUM)) for b in range(first, last + 1)]
-
-    def set_tempo(self, bpm: float) -> None:
-        state = self.link.captureAppSessionState()
-        state.setTempo(bpm, self.clock.micros())
-        self.link.commitAppSessionState(state)
-
-    def leave(self) -> None:
-        self.link.enabled = False
 
 
 @dataclass
@@ -144,18 +102,6 @@ class Recorder:
         self.stop.set()
         self.thread.join(timeout=1)
         self.sock.close()
-
-
-def wait_until(probe: Callable[[], Any], timeout: float, what: str, daemon: DaemonUnderTest) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        if daemon.proc.poll() is not None:
-            raise SystemExit(f"daemon exited while waiting for {what}:\n{daemon.log.read_text()}")
-        time.sleep(0.01)
-    raise SystemExit(f"timed out after {timeout} s waiting for {what}\n{daemon.log.read_text()}")
 
 
 def frames_and_beats(
@@ -221,8 +167,12 @@ def start(tmp: Path, mode: str, recorder: Recorder, *extra: str) -> DaemonUnderT
 
 
 def first_frame(recorder: Recorder, daemon: DaemonUnderTest) -> float:
-    arrival, _ = wait_until(
-        lambda: recorder.latest("/hamba/status/frame"), 180, "the first frame", daemon
+    arrival, _ = wait_for(
+        lambda: recorder.latest("/hamba/status/frame"),
+        180,
+        "the first frame",
+        daemon.proc,
+        daemon.log,
     )
     return float(arrival)
 
@@ -260,7 +210,9 @@ def follow(tmp: Path) -> dict[str, Any]:
     daemon = start(tmp, "follow", recorder)
     try:
         started = first_frame(recorder, daemon)
-        locked = wait_until(tempo_reported(recorder, 128.0, started), 5, "128 BPM", daemon)
+        locked = wait_for(
+            tempo_reported(recorder, 128.0, started), 5, "128 BPM", daemon.proc, daemon.log
+        )
         # the picture's beats over three seconds (checked against the peer's grid below)
         window_start = time.monotonic()
         time.sleep(3.0)
@@ -268,36 +220,47 @@ def follow(tmp: Path) -> dict[str, Any]:
         frames, beats = frames_and_beats(
             [r for r in recorder.snapshot() if window_start <= r[0] <= window_end]
         )
-        state = peer.link.captureAppSessionState()  # the 128 BPM grid, before the change
+        state = peer.state()  # the 128 BPM grid, before the change
 
         # the peer changes the tempo: how long until the picture follows
         changed = time.monotonic()
         peer.set_tempo(132.0)
-        followed = wait_until(tempo_reported(recorder, 132.0, changed), 5, "132 BPM", daemon)
+        followed = wait_for(
+            tempo_reported(recorder, 132.0, changed), 5, "132 BPM", daemon.proc, daemon.log
+        )
 
         # a second peer joins and leaves, then the first leaves: the render goes on
         churn_start = time.monotonic()
         second = Peer(90.0)
-        wait_until(lambda: peer.peers >= 1 and second.peers >= 1, 5, "the second peer", daemon)
-        joined_peers = wait_until(
+        wait_for(
+            lambda: peer.peers >= 1 and second.peers >= 1,
+            5,
+            "the second peer",
+            daemon.proc,
+            daemon.log,
+        )
+        joined_peers = wait_for(
             lambda: (v := recorder.latest("/hamba/link/peers")) and v[1][0] == 2 and v,
             5,
             "two peers at the daemon",
-            daemon,
+            daemon.proc,
+            daemon.log,
         )[1][0]
         second.leave()
-        wait_until(
+        wait_for(
             lambda: (v := recorder.latest("/hamba/link/peers")) and v[1][0] == 1,
             5,
             "the second peer gone",
-            daemon,
+            daemon.proc,
+            daemon.log,
         )
         peer.leave()
-        wait_until(
+        wait_for(
             lambda: (v := recorder.latest("/hamba/link/peers")) and v[1][0] == 0,
             5,
             "no peers",
-            daemon,
+            daemon.proc,
+            daemon.log,
         )
         time.sleep(0.5)
         churn_end = time.monotonic()
@@ -373,7 +336,7 @@ def lead(tmp: Path) -> dict[str, Any]:
         t0 = origin["t0"]
         clicks = t0 + CLICK_OFFSET + np.arange(0, 16.0 * CLICK_BPM / 60.0) * 60.0 / CLICK_BPM
         errors = []
-        for wall in peer.beat_walls(window_start, window_end):
+        for wall in peer.beat_walls(window_start, window_end, QUANTUM):
             nearest = clicks[np.argmin(np.abs(clicks - wall))]
             errors.append(wall - float(nearest))
         alive = daemon.proc.poll() is None

@@ -1,7 +1,7 @@
 """LinkSession against a raw Link peer, without a daemon: run inside a network namespace.
 
-``python -m tests.bridge.link.session_checks`` prints one JSON object. The raw peer uses
-LinkPython-extern directly, with its own clock conversion.
+``python -m tests.bridge.link.session_checks`` prints one JSON object. The raw peer
+(peer.py) uses LinkPython-extern directly, with its own clock conversion.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import link
-
 from bridge.beats.base import BeatGrid
 from bridge.link.session import LinkSession
+from tests.bridge.link.peer import Peer
 
 QUANTUM = 4.0
 # how much older the session a peer joins is, so that Link keeps it (see follow_reads_the_session)
@@ -31,26 +30,8 @@ def wait(probe: Callable[[], bool], timeout: float = 5.0) -> float | None:
     return None
 
 
-class RawPeer:
-    def __init__(self, bpm: float) -> None:
-        self.link = link.Link(bpm)
-        self.clock = self.link.clock()
-        self.link.enabled = True
-
-    def micros(self, wall: float) -> int:
-        return int(self.clock.micros() + (wall - time.monotonic()) * 1e6)
-
-    def state(self) -> Any:
-        return self.link.captureAppSessionState()
-
-    def set_tempo(self, bpm: float) -> None:
-        state = self.state()
-        state.setTempo(bpm, self.clock.micros())
-        self.link.commitAppSessionState(state)
-
-
 def follow_reads_the_session() -> dict[str, Any]:
-    peer = RawPeer(97.0)
+    peer = Peer(97.0)
     # when two sessions meet, Link keeps the one older by more than half a second (its
     # Sessions::handleSuccessfulMeasurement; closer than that, the lower session id wins): after
     # a 1 s head start the newcomer's session won 3 times in 6 here, after 3 s never in 6
@@ -78,18 +59,18 @@ def follow_reads_the_session() -> dict[str, Any]:
         }
     finally:
         session.stop()
-        peer.link.enabled = False
+        peer.leave()
 
 
 def lead_moves_the_session() -> dict[str, Any]:
-    peer = RawPeer(90.0)
+    peer = Peer(90.0)
     # a grid at 123 BPM with a beat 0.2 s from now
     grid = BeatGrid(60.0 / 123.0, time.monotonic() + 0.2)
     session = LinkSession("lead", quantum=QUANTUM, tempo=123.0, grid=lambda: grid)
     session.start()
     try:
-        joined = wait(lambda: peer.link.numPeers() == 1)
-        locked = wait(lambda: abs(peer.state().tempo() - 123.0) < 0.01)
+        joined = wait(lambda: peer.peers == 1)
+        locked = wait(lambda: abs(peer.tempo - 123.0) < 0.01)
         time.sleep(0.2)  # a few polls
         state = peer.state()
         errors = []
@@ -100,7 +81,7 @@ def lead_moves_the_session() -> dict[str, Any]:
         return {"joined_s": joined, "locked_s": locked, "beat_errors_s": errors}
     finally:
         session.stop()
-        peer.link.enabled = False
+        peer.leave()
 
 
 def auto_switches() -> dict[str, Any]:
@@ -111,15 +92,15 @@ def auto_switches() -> dict[str, Any]:
     try:
         # a peer joining an older session takes that session's tempo (Link's rule, above)
         time.sleep(SESSION_HEAD_START)
-        peer = RawPeer(80.0)
+        peer = Peer(80.0)
         events["joined_s"] = wait(lambda: session.peers == 1)
         time.sleep(0.3)
-        events["joiner_tempo"] = peer.state().tempo()
+        events["joiner_tempo"] = peer.tempo
         events["following_after_join"] = session.following
         peer.set_tempo(140.0)
         events["follow_s"] = wait(lambda: session.following)
         events["reading_tempo"] = session.reading(time.monotonic()).tempo
-        peer.link.enabled = False
+        peer.leave()
         events["lead_again_s"] = wait(lambda: not session.following)
         events["tempo_after"] = wait(
             lambda: abs(session.reading(time.monotonic()).tempo - 110.0) < 0.01

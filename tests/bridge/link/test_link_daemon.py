@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.bridge.link.netns import require_netns, start_in_netns
+from tests.bridge.link.netns import require_link, start_in_netns
 
 MODES = ("follow", "lead")
 
 
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    require_netns()
+    require_link()
     procs: dict[str, subprocess.Popen[str]] = {}
     for mode in MODES:
         folder = tmp_path_factory.mktemp(f"link-{mode}")

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from bridge.link.session import LINK_INSTALL, LinkError, LinkSession, load_link
-from tests.bridge.link.netns import require_netns, run_in_netns
+from tests.bridge.link.netns import require_link, run_in_netns
 
 
 @pytest.fixture(scope="module")
 def checks() -> dict[str, Any]:
-    require_netns()
+    require_link()
     done = run_in_netns(["-m", "tests.bridge.link.session_checks"], timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

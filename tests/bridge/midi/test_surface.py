@@ -21,7 +21,7 @@ from bridge.midi.surface import MidiSurface, learn_unavailable
 from bridge.osc.server import OscServer
 from engine.controls import ControlStore
 from osc_schema.schema import MIDI_LEARN
-from tests.bridge.cli_process import REPO, cli_env, hamba_command
+from tests.bridge.cli_process import REPO, cli_env, hamba_command, run_hamba
 from tests.bridge.midi.standin import Device, StandInBackend
 
 APC = "APC40 mkII:APC40 mkII MIDI 1 20:0"
@@ -131,28 +131,15 @@ def test_the_cli_learns_on_a_running_daemon(rig: Rig) -> None:
 
 
 def test_the_cli_reports_a_refusal_and_a_timeout(rig: Rig) -> None:
-    refused = subprocess.run(
-        hamba_command("midi", "learn", "nonsense", "--osc", f"127.0.0.1:{rig.osc.port}"),
-        cwd=REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    refused = run_hamba(
+        ["midi", "learn", "nonsense", "--osc", f"127.0.0.1:{rig.osc.port}"], timeout=30
     )
     assert refused.returncode == 2
     assert "unknown control 'nonsense'" in refused.stderr
     assert "Traceback" not in refused.stderr
-    quiet = subprocess.run(
-        hamba_command(
-            "midi", "learn", "blend", "--osc", f"127.0.0.1:{rig.osc.port}", "--timeout", "0.5"
-        ),
-        cwd=REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
+    quiet = run_hamba(
+        ["midi", "learn", "blend", "--osc", f"127.0.0.1:{rig.osc.port}", "--timeout", "0.5"],
         timeout=30,
-        check=False,
     )
     assert quiet.returncode == 2
     assert "no CC moved within 0.5 s" in quiet.stderr

@@ -20,6 +20,7 @@ import pytest
 from osc_schema.schema import SCHEMA
 from tests.bridge.daemon_harness import DaemonUnderTest, FeedbackListener, start_daemon, wait_for
 from tests.engine.audio.signals import click_track, tones, write_audio
+from tests.requirements import missing_python_package, missing_system_package
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,17 +38,12 @@ pytestmark = pytest.mark.slow
 
 def _browser_or_skip() -> Any:
     """Playwright's sync API with the system chromium; skip (never under CI) when absent."""
-    missing = None
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        missing = "the playwright package (pip install playwright; no browser download)"
-    if missing is None and not os.path.exists(CHROMIUM):
-        missing = "Debian's chromium (apt-get install chromium)"
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser test: install {missing}")
-        pytest.skip(f"needs {missing}")
+        missing_python_package("playwright is not installed (no browser download)", "playwright")
+    if not os.path.exists(CHROMIUM):
+        missing_system_package(f"not installed: chromium (no {CHROMIUM})", "chromium")
     return sync_playwright
 
 
