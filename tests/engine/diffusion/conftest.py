@@ -48,6 +48,12 @@ def tiny_xl(tiny_xl_session: SDXLPipeline) -> Iterator[SDXLPipeline]:
 
 
 @pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub: what a machine without network sees (the ids the tests use are in no cache)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
 def noise() -> Callable[[int], torch.Tensor]:
     """Seeded unit noise of one 64x64 frame's latent shape."""
 
