@@ -24,10 +24,12 @@ def tiny_session() -> SD15Pipeline:
 
 @pytest.fixture
 def tiny(tiny_session: SD15Pipeline) -> Iterator[SD15Pipeline]:
-    """The session's tiny pipeline; inference settings a test changes are put back after it."""
+    """The session's tiny pipeline; inference settings and the negative prompt a test changes
+    are put back after it."""
     saved = tiny_session.inference_config.model_dump()
     yield tiny_session
     tiny_session.inference_config = InferenceConfig.model_validate(saved)
+    tiny_session.set_negative_prompt("")
 
 
 @pytest.fixture(scope="session")
