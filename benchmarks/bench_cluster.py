@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import statistics
@@ -43,8 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +51,11 @@ import soundfile as sf
 import torch
 
 from benchmarks.bench_engine import RESULTS, load_average, versions, write_results
-from engine.audio.types import AudioFeatures
 from engine.config import PipelineConfig
 from engine.frame import Frame
+from tests.bridge.cluster.support import local_cluster
+from tests.bridge.outputs.patterns import psnr
+from tests.engine.synthetic import make_features
 
 SAMPLE_RATE = 22050
 BPM = 120.0
@@ -73,11 +73,6 @@ def song_audio(path: Path, seconds: float, seed: int) -> Path:
     mono = (tone + 0.5 * clicks).astype(np.float32)
     sf.write(path, np.stack([mono, mono], axis=1), SAMPLE_RATE)
     return path
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def _finite(value: float) -> float | str:
@@ -109,29 +104,6 @@ class _Collect:
 
     def abort(self) -> None:
         pass
-
-
-@contextmanager
-def local_cluster(cpus: int) -> Iterator[tuple[Any, bool, float]]:
-    """(ray, in a private network namespace, seconds ray.init took)."""
-    import ray
-
-    from tests.netns import private_network
-
-    with private_network() as isolated:
-        began = time.perf_counter()
-        ray.init(
-            num_cpus=cpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-        started = time.perf_counter() - began
-        try:
-            yield ray, isolated, started
-        finally:
-            ray.shutdown()
 
 
 # part 1: songs to mp4, single process against the cluster
@@ -329,7 +301,7 @@ def run_long_song(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with local_cluster(2) as (ray, _isolated, _started):
         pool, _ready = _start_pool(ray, config, 2)
         try:
-            short = _features(24, np.zeros(24))
+            short = make_features(24, energy=np.zeros(24), seed=1)
             warm = [_Collect(), _Collect()]
             pool.render([short, short], warm.__getitem__)  # both workers warm
             for _ in range(args.rounds):
@@ -414,7 +386,7 @@ def run_seams(
         batch = config.inference.batch_size
         row: dict[str, Any] = {"rule_warmup_frames": rule, "batch_size": batch}
         for music, energy in musics.items():
-            features = _features(frames, energy)
+            features = make_features(frames, energy=energy, seed=1)
             whole = [f.image for f in conductor.render_features(features)]
             tried = sorted({0, 2, 4, 8, *([rule] if rule is not None else [24, 48])})
             by_warmup = {}
@@ -442,27 +414,6 @@ def run_seam_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             args.seam_frames, args.seam_chunk, 64, work, args.seam_modes
         ),
     }
-
-
-def _features(frames: int, energy: np.ndarray) -> AudioFeatures:
-    # 120 BPM at 24 fps, a random chromagram: the shape of tests/engine/synthetic.py
-    rng = np.random.default_rng(1)
-    chroma = rng.random((12, frames))
-    zeros = np.zeros(frames, dtype=np.float32)
-    return AudioFeatures(
-        path="synthetic",
-        duration=frames / 24.0,
-        fps=24.0,
-        sample_rate=SAMPLE_RATE,
-        tempo=BPM,
-        beat_frames=np.arange(0, frames, 12),
-        onset=zeros,
-        energy=energy.astype(np.float32),
-        chroma_cq=(chroma / chroma.max(axis=0, keepdims=True)).astype(np.float32),
-        low=zeros,
-        mid=zeros,
-        high=zeros,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import torch
 
-from benchmarks.bench_engine import PROMPT, RESULTS, versions
+from benchmarks.bench_engine import PROMPT, RESULTS, load_average, versions, write_results
 
 CLIP_L = 123_060_480
 OPENCLIP_H = 340_387_840
@@ -260,7 +260,7 @@ def measure(
         if torch_device.type == "cuda"
         else "process resident set",
         # other work on the machine slows cpu figures by about this many runnable processes
-        load_average_at_end=[round(x, 2) for x in os.getloadavg()],
+        load_average_at_end=load_average(),
     )
     return row
 
@@ -303,7 +303,7 @@ def fp16_roundtrip(*, device: str, smoke: bool) -> dict[str, Any]:
         "loaded_dtype": str(engine.dtype).removeprefix("torch."),
         "frame_shape": list(frame.shape[1:]),
         "peak_memory_gib": round(peak_memory_gib(torch_device), 2),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_end": load_average(),
     }
 
 
@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sdxs_config is not None:
         child_argv += ["--sdxs-config", str(args.sdxs_config)]
     results: dict[str, Any] = {"architectures": {}}
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
     for name in names:
         if table[name].family == "sdxs" and args.sdxs_config is None:
             results["architectures"][name] = {
@@ -416,12 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "frames_requested": frames,
         "frame_budget_s": args.budget_s,
         "load_average_at_start": load_at_start,
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_end": load_average(),
     }
     out = args.out or RESULTS / "models.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(out)
+    write_results(results, out)
     return 0
 
 

@@ -36,16 +36,6 @@ def click_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def ndi_loopback(tmp_path: Path) -> dict[str, str]:
-    folder = tmp_path / "ndi"
-    folder.mkdir()
-    (folder / "ndi-config.v1.json").write_text(
-        '{"ndi": {"networks": {"ips": "127.0.0.1", "discovery": ""}}}'
-    )
-    return {"NDI_CONFIG_DIR": str(folder)}
-
-
-@pytest.fixture
 def feedback() -> Iterator[FeedbackListener]:
     listener = FeedbackListener()
     yield listener
@@ -114,7 +104,7 @@ def assert_clean_exit(daemon: DaemonUnderTest) -> None:
 
 
 def test_run_file_end_to_end(
-    click_track: Path, tmp_path: Path, ndi_loopback: dict[str, str], feedback: FeedbackListener
+    click_track: Path, tmp_path: Path, ndi_loopback_env: dict[str, str], feedback: FeedbackListener
 ) -> None:
     name = f"e2e{uuid.uuid4().hex[:8]}"
     daemon = start_daemon(
@@ -123,7 +113,7 @@ def test_run_file_end_to_end(
         name=name,
         fps=FPS,
         feedback_port=feedback.port,
-        extra_env=ndi_loopback,
+        extra_env=ndi_loopback_env,
         outputs=("shm", "ndi"),
     )
     try:

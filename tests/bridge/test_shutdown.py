@@ -30,7 +30,7 @@ SHUTDOWN_BOUND_S = 1.0
 
 @pytest.mark.slow
 def test_sigterm_with_ndi_and_oscquery_exits_cleanly_within_a_second(
-    tmp_path: Path, ndi_config_dir: str
+    tmp_path: Path, ndi_loopback_env: dict[str, str]
 ) -> None:
     song = write_audio(tmp_path / "song.wav", tones([330.0], 4.0, 22050), 22050)
     name = f"sigterm{os.getpid()}"
@@ -40,7 +40,7 @@ def test_sigterm_with_ndi_and_oscquery_exits_cleanly_within_a_second(
         "--oscquery-port", "0", "--set", f'audio.cache_dir="{tmp_path / "cache"}"',
     ]  # fmt: skip
     log = tmp_path / "daemon.log"
-    env = cli_env({"NDI_CONFIG_DIR": ndi_config_dir, "TRANSFORMERS_VERBOSITY": "warning"})
+    env = cli_env({**ndi_loopback_env, "TRANSFORMERS_VERBOSITY": "warning"})
     with log.open("wb") as handle:
         proc = subprocess.Popen(
             in_private_network(hamba_command(*args)),
@@ -77,14 +77,3 @@ def test_sigterm_with_ndi_and_oscquery_exits_cleanly_within_a_second(
     assert "Traceback" not in text
     assert "left behind" not in text
     assert "torchvision" not in text  # transformers' noise about unused image processors
-
-
-@pytest.fixture
-def ndi_config_dir(tmp_path: Path) -> str:
-    """NDI on loopback (NOTES.md): the daemon's network namespace has nothing else."""
-    folder = tmp_path / "ndi"
-    folder.mkdir()
-    (folder / "ndi-config.v1.json").write_text(
-        '{"ndi": {"networks": {"ips": "127.0.0.1", "discovery": ""}}}'
-    )
-    return os.fspath(folder)

@@ -13,6 +13,7 @@ from engine.diffusion.base import create_pipeline
 from engine.diffusion.stream import StreamDiffusionPipeline
 from engine.errors import RenderError
 from engine.render import Conductor, controls_from_config
+from tests.bridge.outputs.patterns import psnr
 from tests.engine.synthetic import make_features
 
 
@@ -147,11 +148,6 @@ def test_batched_feedback_uses_each_frames_music_driven_strength(config: Pipelin
         np.testing.assert_array_equal(a, b)  # feedback runs frame by frame either way
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
 def test_a_span_of_the_whole_song_is_the_whole_render(config: PipelineConfig) -> None:
     features = make_features(num_frames=10)
     conductor = make_conductor(config)
@@ -187,8 +183,8 @@ def test_a_warmup_hides_the_seam_of_a_span(config: PipelineConfig) -> None:
     cold = list(conductor.render_span(features, 30, 40))
     warm = list(conductor.render_span(features, 30, 40, warmup_from=18))
     assert [f.index for f in warm] == list(range(30, 40))
-    assert min(_psnr(f.image, whole[f.index]) for f in cold) < 40  # a cold start shows
-    assert min(_psnr(f.image, whole[f.index]) for f in warm) >= 40
+    assert min(psnr(f.image, whole[f.index]) for f in cold) < 40  # a cold start shows
+    assert min(psnr(f.image, whole[f.index]) for f in warm) >= 40
 
 
 def test_a_span_outside_the_song_is_refused(config: PipelineConfig) -> None:

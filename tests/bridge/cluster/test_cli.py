@@ -7,12 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
 from tests.bridge.cli_process import REPO, TINY_64, cli_env, run_hamba
-from tests.engine.audio.signals import chord, click_track, write_audio
+from tests.bridge.cluster.support import decoded_frames, write_song
 
 # the subprocess reports which of these it imported
 _REPORT_IMPORTS = (
@@ -27,13 +25,7 @@ _WITHOUT_RAY = "import sys; sys.modules['ray'] = None; from bridge.cli import ma
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("songs")
-    sr = 22050
-    paths = []
-    for name, seconds in (("one", 2.0), ("two", 5.0)):
-        clicks, _ = click_track(120, seconds, sr, offset=0.0)
-        mono = clicks + chord([60, 64, 67], seconds, sr)
-        paths.append(write_audio(folder / f"{name}.wav", np.stack([mono, mono], axis=1), sr))
-    return paths
+    return [write_song(folder, name, seconds) for name, seconds in (("one", 2.0), ("two", 5.0))]
 
 
 def python(code: str, args: list[str], timeout: float = 300) -> tuple[int, str, str]:
@@ -49,18 +41,13 @@ def python(code: str, args: list[str], timeout: float = 300) -> tuple[int, str, 
     return result.returncode, result.stdout, result.stderr
 
 
-def frame_count(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
-
-
 def test_without_cluster_ray_is_never_imported(songs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "one.mp4"
     args = ["render", str(songs[0]), "-o", str(out), *TINY_64, "--fps", "4", "--no-progress"]
     rc, stdout, stderr = python(_REPORT_IMPORTS, args)
     assert rc == 0, stderr
     assert "imported: []" in stdout  # neither ray nor the cluster package
-    assert frame_count(out) == 8
+    assert decoded_frames(out) == 8
 
 
 def test_cluster_without_ray_names_the_extra(songs: list[Path], tmp_path: Path) -> None:
@@ -129,5 +116,5 @@ def test_render_on_a_local_cluster_from_the_config_file(songs: list[Path], tmp_p
     assert "songs 2/2" in result.stderr  # the one bar across the cluster
     assert result.stdout.split() == [str(out / "one.mp4"), str(out / "two.mp4")]
     assert sorted(p.name for p in out.iterdir()) == ["one.mp4", "two.mp4"]
-    assert frame_count(out / "one.mp4") == 8
-    assert frame_count(out / "two.mp4") == 20
+    assert decoded_frames(out / "one.mp4") == 8
+    assert decoded_frames(out / "two.mp4") == 20

@@ -7,13 +7,11 @@ namespaces cannot be made (not root) it is addressed on 127.0.0.1 instead.
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
-import av
 import numpy as np
 import pytest
 
@@ -28,9 +26,10 @@ from engine.audio.types import AudioFeatures
 from engine.config import PipelineConfig
 from engine.frame import Frame
 from engine.render import Conductor
-from tests.engine.audio.signals import chord, click_track, write_audio
+from tests.bridge.cluster.support import decoded_frames, local_cluster, write_song
+from tests.bridge.outputs.patterns import psnr
 from tests.engine.synthetic import make_features
-from tests.netns import interfaces, private_network
+from tests.netns import interfaces
 
 ray = pytest.importorskip(
     "ray", reason="the cluster extra is not installed (pip install '.[cluster]')"
@@ -45,18 +44,8 @@ SEAM_PSNR = 40.0
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[ModuleType, bool]]:
     """A local Ray cluster with 2 CPUs (ray, whether it is in a private network namespace)."""
-    with private_network() as isolated:
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-        try:
-            yield ray, isolated
-        finally:
-            ray.shutdown()
+    with local_cluster(2) as (ray_module, isolated, _started):
+        yield ray_module, isolated
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +138,6 @@ def single_process(conductor: Conductor, features: AudioFeatures) -> list[np.nda
     return [f.image for f in conductor.render_features(features)]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
 def test_the_cluster_is_reachable_on_loopback_only(cluster: tuple[ModuleType, bool]) -> None:
     ray_module, isolated = cluster
     nodes = [n for n in ray_module.nodes() if n["Alive"]]
@@ -235,18 +219,6 @@ def test_without_a_warmup_the_seams_show(pool: WorkerPool, reference: Conductor)
 
 
 # mp4 files: the path `hamba render --cluster` takes
-
-
-def write_song(folder: Path, name: str, seconds: float) -> Path:
-    sr = 22050
-    clicks, _ = click_track(120, seconds, sr, offset=0.0)
-    mono = clicks + chord([60, 64, 67], seconds, sr)
-    return write_audio(folder / f"{name}.wav", np.stack([mono, mono], axis=1), sr)
-
-
-def decoded_frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 class FailAfter(ClusterProgress):

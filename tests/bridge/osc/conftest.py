@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -27,3 +28,12 @@ def server(store: ControlStore) -> Iterator[OscServer]:
 def client(server: OscServer) -> Iterator[SimpleUDPClient]:
     with closing(SimpleUDPClient("127.0.0.1", server.port)) as udp:
         yield udp
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A UDP socket on loopback that feedback is sent to (5 s receive timeout)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        yield sock

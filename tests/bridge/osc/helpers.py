@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +37,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {predicate}")
         time.sleep(0.005)
+
+
+def port_of(sock: socket.socket) -> int:
+    """The port a bound socket listens on."""
+    return int(sock.getsockname()[1])
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
 
 
 def receive(client: SimpleUDPClient, count: int, timeout: float = 5.0) -> list[OscMessage]:

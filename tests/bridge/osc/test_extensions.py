@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
@@ -16,15 +15,7 @@ from bridge.osc.feedback import FeedbackSender
 from bridge.osc.server import OscServer
 from engine.errors import ControlError
 from osc_schema.schema import BEAT_SOURCE_STATUS, LINK_PEERS, LINK_TEMPO, MIDI_LEARN
-from tests.bridge.osc.helpers import music_state, receive
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(5)
-        yield sock
+from tests.bridge.osc.helpers import music_state, port_of, receive
 
 
 def frame_messages(sock: socket.socket) -> dict[str, list[Any]]:
@@ -39,7 +30,7 @@ def frame_messages(sock: socket.socket) -> dict[str, list[Any]]:
 
 
 def test_providers_add_their_addresses_to_every_frame(listener: socket.socket) -> None:
-    sender = FeedbackSender([("127.0.0.1", int(listener.getsockname()[1]))])
+    sender = FeedbackSender([("127.0.0.1", port_of(listener))])
     sender.add_provider(lambda: {BEAT_SOURCE_STATUS: ("link",)})
     sender.add_provider(lambda: {LINK_PEERS: (2,), LINK_TEMPO: (128.0,)})
     try:
@@ -57,7 +48,7 @@ def test_providers_add_their_addresses_to_every_frame(listener: socket.socket) -
 def test_a_failing_provider_costs_its_messages_only(
     listener: socket.socket, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sender = FeedbackSender([("127.0.0.1", int(listener.getsockname()[1]))])
+    sender = FeedbackSender([("127.0.0.1", port_of(listener))])
 
     def broken() -> dict[str, tuple[Any, ...]]:
         raise RuntimeError("link went away")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from contextlib import closing
 
 import numpy as np
@@ -18,7 +17,7 @@ from engine.audio.types import MusicState
 from engine.controls import ControlStore
 from engine.errors import ControlError
 from osc_schema.schema import BEAT, CHROMA, DROPS, ENERGY, FPS, FRAME, TEMPO
-from tests.bridge.osc.helpers import barrier, music_state
+from tests.bridge.osc.helpers import barrier, music_state, port_of
 
 CHROMA_VALUES = np.linspace(0.0, 1.0, 12, dtype=np.float32)
 PER_FRAME = [ENERGY, TEMPO, CHROMA, FPS, FRAME]
@@ -26,18 +25,6 @@ PER_FRAME = [ENERGY, TEMPO, CHROMA, FPS, FRAME]
 
 def music(frame: int, *, beat: bool) -> MusicState:
     return music_state(frame, beat=beat, chroma=CHROMA_VALUES.tolist())
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(5)
-        yield sock
-
-
-def port_of(sock: socket.socket) -> int:
-    return int(sock.getsockname()[1])
 
 
 def read(sock: socket.socket, count: int) -> list[OscMessage]:

@@ -18,7 +18,7 @@ import pytest
 
 from bridge.osc.oscquery import OscQueryServer
 from engine.controls import ControlStore
-from tests.bridge.osc.helpers import http_get, wait_for
+from tests.bridge.osc.helpers import http_get, open_fds, wait_for
 
 IDLE_TIMEOUT = 0.5
 
@@ -31,10 +31,6 @@ def oscquery(store: ControlStore) -> Iterator[OscQueryServer]:
         yield running
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def _closed_by_peer(sock: socket.socket) -> bool:
     try:
         return sock.recv(1) == b""
@@ -45,7 +41,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 
 def test_idle_connections_hold_no_thread_and_time_out(oscquery: OscQueryServer) -> None:
-    threads, fds = threading.active_count(), _fds()
+    threads, fds = threading.active_count(), open_fds()
     idle = [socket.create_connection(("127.0.0.1", oscquery.http_port)) for _ in range(50)]
     try:
         for sock in idle:
@@ -58,7 +54,7 @@ def test_idle_connections_hold_no_thread_and_time_out(oscquery: OscQueryServer) 
     finally:
         for sock in idle:
             sock.close()
-    wait_for(lambda: _fds() <= fds)
+    wait_for(lambda: open_fds() <= fds)
     assert threading.active_count() == threads
 
 
@@ -74,7 +70,7 @@ def test_clients_that_hang_up_or_send_garbage_leave_no_traceback(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     port = oscquery.http_port
-    threads, fds = threading.active_count(), _fds()
+    threads, fds = threading.active_count(), open_fds()
     for _ in range(40):
         _reset_after_asking(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         _reset_after_asking(port, b"GET /hamba/blend?VALUE HTTP/1.1\r\nHost: x\r\n\r\nGET /")
@@ -91,7 +87,7 @@ def test_clients_that_hang_up_or_send_garbage_leave_no_traceback(
             time.sleep(0.02)
     # still serving, and nothing held
     assert http_get(f"http://127.0.0.1:{port}/hamba/seed?VALUE") == (200, {"VALUE": [42]})
-    wait_for(lambda: _fds() <= fds)
+    wait_for(lambda: open_fds() <= fds)
     assert threading.active_count() == threads
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err

@@ -27,7 +27,7 @@ from bridge.osc.feedback import FeedbackSender
 from bridge.osc.oscquery import OscQueryServer
 from bridge.osc.server import OscServer
 from engine.controls import ControlStore
-from tests.bridge.osc.helpers import music_state, wait_for
+from tests.bridge.osc.helpers import music_state, open_fds, wait_for
 
 
 @pytest.fixture
@@ -237,10 +237,6 @@ def test_stop_closes_open_sockets_as_going_away(store: ControlStore) -> None:
     assert not any(t.name == "hamba-oscquery" for t in threading.enumerate())
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_abandoned_sockets_leave_no_thread_fd_or_memory_behind(oscquery: OscQueryServer) -> None:
     """200 clients connect, LISTEN, and vanish without a closing handshake (measured).
 
@@ -259,7 +255,7 @@ def test_abandoned_sockets_leave_no_thread_fd_or_memory_behind(oscquery: OscQuer
     asyncio.run(open_and_abandon(20))  # warm up allocator and caches
     wait_for(lambda: oscquery.websocket_clients == 0)
     gc.collect()
-    threads, fds = threading.active_count(), _fds()
+    threads, fds = threading.active_count(), open_fds()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -270,7 +266,7 @@ def test_abandoned_sockets_leave_no_thread_fd_or_memory_behind(oscquery: OscQuer
 
         asyncio.run(open_and_abandon(200))
         wait_for(lambda: oscquery.websocket_clients == 0, timeout=20)
-        wait_for(lambda: _fds() <= fds, timeout=10)
+        wait_for(lambda: open_fds() <= fds, timeout=10)
         # closed connections finish their handlers within a moment; a leak never settles
         limit = 512 * 1024  # 200 leaked connections (buffers, tasks) would be megabytes
         wait_for(lambda: heap_growth() < limit, timeout=10)
@@ -279,8 +275,8 @@ def test_abandoned_sockets_leave_no_thread_fd_or_memory_behind(oscquery: OscQuer
         tracemalloc.stop()
     print(
         f"200 abandoned sockets: threads {threading.active_count() - threads:+d}, "
-        f"fds {_fds() - fds:+d}, python heap {grown / 1024:+.0f} KiB"
+        f"fds {open_fds() - fds:+d}, python heap {grown / 1024:+.0f} KiB"
     )
     assert threading.active_count() == threads
-    assert _fds() == fds
+    assert open_fds() == fds
     assert oscquery.ws_stats.connections == 220

@@ -24,10 +24,12 @@ def tiny_session() -> SD15Pipeline:
 
 @pytest.fixture
 def tiny(tiny_session: SD15Pipeline) -> Iterator[SD15Pipeline]:
-    """The session's tiny pipeline; inference settings a test changes are put back after it."""
+    """The session's tiny pipeline; inference settings and the negative prompt a test changes
+    are put back after it."""
     saved = tiny_session.inference_config.model_dump()
     yield tiny_session
     tiny_session.inference_config = InferenceConfig.model_validate(saved)
+    tiny_session.set_negative_prompt("")
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +47,12 @@ def tiny_xl(tiny_xl_session: SDXLPipeline) -> Iterator[SDXLPipeline]:
     yield tiny_xl_session
     tiny_xl_session.inference_config = InferenceConfig.model_validate(saved)
     tiny_xl_session.set_negative_prompt("")
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub: what a machine without network sees (the ids the tests use are in no cache)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture

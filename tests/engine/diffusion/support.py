@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from engine.config import DiffusionConfig, InferenceConfig
@@ -12,6 +13,9 @@ from engine.diffusion.tiny import build_tiny_pipeline
 
 SIZE = 64
 SEED = 42
+
+# the GPU tests need the device they test: skipped where there is none (this project's CI)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def tiny_configs(**diffusion: object) -> tuple[DiffusionConfig, InferenceConfig]:

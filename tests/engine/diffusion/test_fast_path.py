@@ -16,10 +16,9 @@ import torch
 from engine.diffusion.cuda_graphs import GraphRunner, cuda_graphs_usable
 from engine.diffusion.host import HostTransfer
 from engine.diffusion.sd15 import SD15Pipeline
-from tests.engine.diffusion.support import tiny_configs
+from tests.engine.diffusion.support import needs_cuda, tiny_configs
 
 Noise = Callable[..., torch.Tensor]
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def test_cuda_graphs_on_cpu_log_and_run_eagerly(

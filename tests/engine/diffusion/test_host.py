@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from engine.diffusion.host import HostRing, HostTransfer, NonFiniteFrameError, ReadyFrames
+from tests.engine.diffusion.support import needs_cuda
 
 
 def test_a_buffer_still_referred_to_is_never_reused() -> None:
@@ -76,9 +77,6 @@ def test_ready_frames_hand_out_the_same_image_objects() -> None:
     pending = ReadyFrames(frames)
     assert pending.image(1) is pending.image(1)
     assert pending.image() is pending.image(2)
-
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 @needs_cuda

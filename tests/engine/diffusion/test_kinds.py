@@ -27,11 +27,6 @@ KIND = {"tiny": "sd", "tiny-sd2": "sd", "tiny-sdxl": "sdxl"}
 
 
 @pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture
 def registry() -> Iterator[None]:
     """Kinds a test registers are gone after it."""
     kinds, detectors = dict(base.MODEL_KINDS), dict(base.MODEL_DETECTORS)

@@ -23,12 +23,6 @@ from tests.engine.diffusion.support import SEED, SIZE, save_random_lora, tiny_co
 Noise = Callable[..., torch.Tensor]
 
 
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No hub: what a machine without network sees (the ids used are in no cache)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def load(model: str | Path, **diffusion: object) -> SD15Pipeline:
     pipeline = SD15Pipeline(*tiny_configs(model=str(model), **diffusion))
     pipeline.load_model()

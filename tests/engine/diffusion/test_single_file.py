@@ -28,11 +28,6 @@ Noise = Callable[..., torch.Tensor]
 pytestmark = pytest.mark.usefixtures("offline")
 
 
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def configs(model: str) -> tuple[DiffusionConfig, InferenceConfig]:
     diffusion = DiffusionConfig(model=model, device="cpu", seed=SEED, use_tiny_vae=False)
     return diffusion, InferenceConfig(height=SIZE, width=SIZE)
